@@ -1,0 +1,348 @@
+//! A client connection: the TCP socket, its rustls state and the plaintext read
+//! from it but not yet used, plus the non-blocking and deadline-bounded I/O that
+//! the acceptor and the workers drive it with.
+//!
+//! Life cycle (see also `src/LIFECYCLE.md`): accepted -> parked while the TLS
+//! handshake is under way -> handed to a worker when readable -> head read without
+//! blocking (parked again if incomplete) -> exchange on deadline-bounded I/O ->
+//! parked idle (or served again at once if a pipelined request is buffered) ->
+//! closed. The socket is non-blocking throughout; one thread at a time owns the
+//! whole value (a rustls connection cannot be split), and moving it between the
+//! acceptor and the workers moves ownership.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConnection;
+
+use crate::deadline::{self, Wait};
+use crate::sys::Interest;
+
+/// Plaintext read from a client at most per fill, beyond what is buffered.
+pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Longest we linger after a close that may leave unread client bytes behind, so
+/// the kernel does not answer them with a reset that destroys our response.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// Most bytes we read away while lingering.
+pub const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Where the connection is between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The TLS handshake is under way.
+    Handshake,
+    /// Between requests, no byte of the next one yet.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+}
+
+/// Counts live client connections; each [`ClientConn`] holds one slot and gives it
+/// back when dropped, whatever path (panic included) drops it.
+#[derive(Debug)]
+pub struct Slot {
+    count: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// Takes a slot when fewer than `max` are taken.
+    pub fn acquire(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let mut cur = count.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match count.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Some(Slot {
+                        count: count.clone(),
+                    })
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a client connection cannot go on.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The TLS layer refused the peer's bytes.
+    Tls(rustls::Error),
+    /// A socket error.
+    Io(io::Error),
+    /// The phase's deadline passed.
+    TimedOut,
+    /// The peer closed the connection.
+    Closed,
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Tls(e) => write!(f, "tls: {e}"),
+            ConnError::Io(e) => write!(f, "{e}"),
+            ConnError::TimedOut => f.write_str("timed out"),
+            ConnError::Closed => f.write_str("closed by client"),
+        }
+    }
+}
+
+impl From<Wait> for ConnError {
+    fn from(w: Wait) -> ConnError {
+        match w {
+            Wait::TimedOut => ConnError::TimedOut,
+            Wait::Io(e) => ConnError::Io(e),
+        }
+    }
+}
+
+/// What a non-blocking read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// New plaintext is in `buf` (or the buffer reached its cap).
+    Progress,
+    /// Nothing now; the socket would block.
+    WouldBlock,
+    /// The peer closed (cleanly or not) and nothing new arrived.
+    Eof,
+}
+
+/// What driving the handshake without blocking led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Done: the connection can carry requests.
+    Done,
+    /// Waiting for the client's next flight.
+    NeedRead,
+    /// Our flight did not fit in the socket buffer.
+    NeedWrite,
+}
+
+/// One client connection and everything known about it.
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The non-blocking socket.
+    pub sock: TcpStream,
+    /// Its rustls state.
+    pub tls: ServerConnection,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Where it is between requests.
+    pub phase: Phase,
+    /// The deadline of the current phase (handshake, head, or idle).
+    pub deadline: Instant,
+    /// Plaintext read but not yet consumed: a partial head or pipelined requests.
+    pub buf: Vec<u8>,
+    /// The normalised SNI name the client sent, once the handshake is done.
+    pub sni: Option<String>,
+    /// True once the socket is in the acceptor's epoll set.
+    pub registered: bool,
+    /// Requests served so far.
+    pub requests: u64,
+    _slot: Slot,
+}
+
+impl ClientConn {
+    /// Wraps an accepted (already non-blocking) socket.
+    pub fn new(
+        sock: TcpStream,
+        tls: ServerConnection,
+        peer: SocketAddr,
+        handshake_deadline: Instant,
+        slot: Slot,
+    ) -> ClientConn {
+        ClientConn {
+            sock,
+            tls,
+            peer,
+            phase: Phase::Handshake,
+            deadline: handshake_deadline,
+            buf: Vec::new(),
+            sni: None,
+            registered: false,
+            requests: 0,
+            _slot: slot,
+        }
+    }
+
+    /// Drives the handshake as far as the socket allows without blocking.
+    pub fn drive_handshake(&mut self) -> Result<Handshake, ConnError> {
+        for _ in 0..64 {
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(Handshake::NeedWrite)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+            if !self.tls.is_handshaking() {
+                self.sni = self
+                    .tls
+                    .server_name()
+                    .and_then(|name| crate::host::normalize(name).ok());
+                return Ok(Handshake::Done);
+            }
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => return Err(ConnError::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::NeedRead),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+            self.process()?;
+        }
+        // A handshake needs a handful of rounds; this many means a misbehaving peer.
+        Err(ConnError::Tls(rustls::Error::General(
+            "handshake did not progress".into(),
+        )))
+    }
+
+    /// Processes received TLS records and moves any plaintext into `buf`. On a
+    /// TLS error, queues the alert rustls prepared and tries once to send it.
+    fn process(&mut self) -> Result<(), ConnError> {
+        match self.tls.process_new_packets() {
+            Ok(state) => {
+                let n = state.plaintext_bytes_to_read();
+                if n > 0 {
+                    let start = self.buf.len();
+                    self.buf.resize(start + n, 0);
+                    let got = match self.tls.reader().read(&mut self.buf[start..]) {
+                        Ok(got) => got,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                        Err(e) => {
+                            self.buf.truncate(start);
+                            return Err(ConnError::Io(e));
+                        }
+                    };
+                    self.buf.truncate(start + got);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.tls.write_tls(&mut self.sock);
+                Err(ConnError::Tls(e))
+            }
+        }
+    }
+
+    /// Reads whatever the socket has now into `buf`, without blocking, stopping
+    /// once `buf` holds `cap` bytes.
+    pub fn fill_nonblocking(&mut self, cap: usize) -> Result<Fill, ConnError> {
+        let before = self.buf.len();
+        // Bounded: each round either reads bytes or returns.
+        for _ in 0..256 {
+            if self.buf.len() >= cap {
+                return Ok(Fill::Progress);
+            }
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    self.process()?;
+                    return Ok(if self.buf.len() > before {
+                        Fill::Progress
+                    } else {
+                        Fill::Eof
+                    });
+                }
+                Ok(_) => {
+                    self.process()?;
+                    if self.tls.wants_write() {
+                        // Post-handshake messages (tickets, key updates): best effort now,
+                        // the next flush sends the rest.
+                        let _ = self.tls.write_tls(&mut self.sock);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(if self.buf.len() > before {
+                        Fill::Progress
+                    } else {
+                        Fill::WouldBlock
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        Ok(Fill::Progress)
+    }
+
+    /// Waits for more plaintext until the deadline. `Ok(false)` means the peer
+    /// closed with nothing new.
+    pub fn fill_until(&mut self, cap: usize, deadline: Instant) -> Result<bool, ConnError> {
+        loop {
+            match self.fill_nonblocking(cap)? {
+                Fill::Progress => return Ok(true),
+                Fill::Eof => return Ok(false),
+                Fill::WouldBlock => deadline::wait_ready(&self.sock, Interest::Read, deadline)?,
+            }
+        }
+    }
+
+    /// Queues `data` for the client, flushing to the socket whenever rustls'
+    /// buffer is full; call [`ClientConn::flush`] after the last piece.
+    pub fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), ConnError> {
+        while !data.is_empty() {
+            let n = self.tls.writer().write(data).map_err(ConnError::Io)?;
+            data = &data[n..];
+            if !data.is_empty() {
+                self.flush(deadline)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything rustls has queued, waiting for the socket until the deadline.
+    pub fn flush(&mut self, deadline: Instant) -> Result<(), ConnError> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    deadline::wait_ready(&self.sock, Interest::Write, deadline)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the connection politely: close_notify, our FIN, and, when the client
+    /// may still be sending (`linger`), a short read-away so that our last response
+    /// is not destroyed by a reset.
+    pub fn close(mut self, linger: bool) {
+        self.tls.send_close_notify();
+        let _ = self.flush(Instant::now() + Duration::from_millis(200));
+        let _ = self.sock.shutdown(Shutdown::Write);
+        if linger {
+            let deadline = Instant::now() + LINGER;
+            let mut sink = [0u8; 8192];
+            let mut total = 0usize;
+            while total < LINGER_MAX_BYTES {
+                match deadline::read_some(&mut self.sock, &mut sink, deadline) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        }
+    }
+
+    /// Drops the connection at once without a close_notify, so the client can tell
+    /// a response was cut short (used when a backend dies mid-body).
+    pub fn abort(self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,1215 @@
+//! Client request heads: parsing with our strict policy, and the HTTP/1.1 request we
+//! send the backend in their place.
+//!
+//! A [`Request`] is already the forwarding decision: `target` is what the backend
+//! gets, `headers` are exactly the end-to-end fields to pass on, `host` is the routing
+//! key and `body` the framing the worker must read and re-frame. Everything the client
+//! sent that only concerns this hop (Connection and what it names, framing, Expect,
+//! Upgrade, TE) or that the edge owns (`X-Forwarded-*`, `Forwarded`) is gone.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::head::{self, HeadError};
+use super::headers::{self, FieldError};
+use super::{Version, MAX_HEADERS};
+use crate::host;
+
+/// How the request body is framed on the client side (and so towards the backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: neither `Content-Length` nor `Transfer-Encoding` was sent.
+    None,
+    /// `Content-Length: n` (also 0, which is forwarded as such).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed, validated request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method as sent (a token, case-sensitive).
+    pub method: String,
+    /// What the backend gets: origin-form path and query (`/` for an absolute-form
+    /// target without a path), or `*` for `OPTIONS *`.
+    pub target: String,
+    /// The client's HTTP version.
+    pub version: Version,
+    /// The routing key: [`host::normalize`] of `Host` (empty only from
+    /// [`parse_request_lenient`] without a usable Host).
+    pub host: String,
+    /// The `Host` value as sent (OWS trimmed), forwarded unchanged.
+    pub host_header: String,
+    /// End-to-end fields to forward, in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Request body framing.
+    pub body: BodyFraming,
+    /// Whether the client connection may stay open after the response.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request that has a body: send
+    /// `100 Continue` before reading it. (Without a body there is nothing to wait for,
+    /// and HTTP/1.0 expectations are ignored, RFC 9110 §10.1.1.)
+    pub expect_continue: bool,
+    /// Bytes of the buffer the head used, leading empty lines and final CRLF CRLF included.
+    pub head_len: usize,
+}
+
+impl Request {
+    /// `HEAD`: the response has no body whatever it declares.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// Whether the method is idempotent (RFC 9110 §9.2.2): such a request may be
+    /// retried on a fresh backend connection even after its body was sent.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        )
+    }
+
+    /// Whether a body follows the head (a `Content-Length: 0` counts as none).
+    pub fn has_body(&self) -> bool {
+        match self.body {
+            BodyFraming::None | BodyFraming::Length(0) => false,
+            BodyFraming::Length(_) | BodyFraming::Chunked => true,
+        }
+    }
+}
+
+/// Why a request head was refused. Each maps to 400 or 431, then close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The head did not end within the size cap (431).
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header fields (431).
+    TooManyHeaders,
+    /// An LF not preceded by CR.
+    BareLf,
+    /// A CR not followed by LF.
+    BareCr,
+    /// A control byte other than HTAB in the head.
+    ControlByte,
+    /// A header line starting with whitespace (obsolete line folding).
+    ObsFold,
+    /// Whitespace before the request line.
+    LeadingWhitespace,
+    /// Too many empty lines before the request line.
+    TooManyEmptyLines,
+    /// Whitespace between a field name and its colon.
+    WhitespaceBeforeColon,
+    /// The method is not a token.
+    InvalidMethod,
+    /// The target is not origin-, absolute- (http/https) or asterisk-form.
+    InvalidTarget,
+    /// `*` as the target of a method other than OPTIONS.
+    AsteriskNotOptions,
+    /// `CONNECT` (authority-form): we are not a forward proxy.
+    ConnectUnsupported,
+    /// Not HTTP/1.0 or HTTP/1.1.
+    InvalidVersion,
+    /// The request line is malformed in some other way.
+    InvalidRequestLine,
+    /// A field name that is not a token, or a line without a colon.
+    InvalidHeaderName,
+    /// A field value with a forbidden byte (including bytes >= 0x80 that are not UTF-8).
+    InvalidHeaderValue,
+    /// No `Host` field.
+    MissingHost,
+    /// More than one `Host` field.
+    MultipleHost,
+    /// `Host` is not a valid host name.
+    InvalidHost,
+    /// An absolute-form target whose authority is another host than `Host`.
+    HostMismatch,
+    /// `Content-Length` that is not 1 to 18 digits.
+    InvalidContentLength,
+    /// More than one `Content-Length` field (even with equal values).
+    MultipleContentLength,
+    /// `Transfer-Encoding` other than exactly `chunked`.
+    UnsupportedTransferEncoding,
+    /// `Transfer-Encoding` on an HTTP/1.0 request.
+    TransferEncodingHttp10,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    ContentLengthAndTransferEncoding,
+    /// `Expect` with anything but `100-continue` (417 is not ours to send).
+    UnsupportedExpect,
+    /// A `Connection` list element that is not a token.
+    InvalidConnection,
+}
+
+impl RequestError {
+    /// The status nexushub answers with (then it closes the connection).
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
+            _ => 400,
+        }
+    }
+
+    /// Short lowercase text for the plain-text answer body and the log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RequestError::HeadTooLarge => "request head too large",
+            RequestError::TooManyHeaders => "too many header fields",
+            RequestError::BareLf => "bare LF in request head",
+            RequestError::BareCr => "bare CR in request head",
+            RequestError::ControlByte => "control character in request head",
+            RequestError::ObsFold => "obsolete line folding",
+            RequestError::LeadingWhitespace => "whitespace before request line",
+            RequestError::TooManyEmptyLines => "too many empty lines before request line",
+            RequestError::WhitespaceBeforeColon => "whitespace before colon in header field",
+            RequestError::InvalidMethod => "invalid method",
+            RequestError::InvalidTarget => "invalid request target",
+            RequestError::AsteriskNotOptions => "* target is only allowed with OPTIONS",
+            RequestError::ConnectUnsupported => "CONNECT is not supported",
+            RequestError::InvalidVersion => "unsupported HTTP version",
+            RequestError::InvalidRequestLine => "malformed request line",
+            RequestError::InvalidHeaderName => "invalid header field name",
+            RequestError::InvalidHeaderValue => "invalid header field value",
+            RequestError::MissingHost => "missing Host",
+            RequestError::MultipleHost => "more than one Host",
+            RequestError::InvalidHost => "invalid Host",
+            RequestError::HostMismatch => "Host does not match the request target",
+            RequestError::InvalidContentLength => "invalid Content-Length",
+            RequestError::MultipleContentLength => "more than one Content-Length",
+            RequestError::UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
+            RequestError::TransferEncodingHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+            RequestError::ContentLengthAndTransferEncoding => {
+                "both Content-Length and Transfer-Encoding"
+            }
+            RequestError::UnsupportedExpect => "unsupported Expect",
+            RequestError::InvalidConnection => "invalid Connection",
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl From<HeadError> for RequestError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooLarge => RequestError::HeadTooLarge,
+            HeadError::BareLf => RequestError::BareLf,
+            HeadError::BareCr => RequestError::BareCr,
+            HeadError::ControlByte => RequestError::ControlByte,
+            HeadError::ObsFold => RequestError::ObsFold,
+            HeadError::LeadingWhitespace => RequestError::LeadingWhitespace,
+            HeadError::TooManyEmptyLines => RequestError::TooManyEmptyLines,
+            HeadError::WhitespaceBeforeColon => RequestError::WhitespaceBeforeColon,
+        }
+    }
+}
+
+impl From<FieldError> for RequestError {
+    fn from(e: FieldError) -> Self {
+        match e {
+            FieldError::NonUtf8Value => RequestError::InvalidHeaderValue,
+            FieldError::InvalidContentLength => RequestError::InvalidContentLength,
+            FieldError::MultipleContentLength => RequestError::MultipleContentLength,
+            FieldError::UnsupportedTransferEncoding => RequestError::UnsupportedTransferEncoding,
+            FieldError::TransferEncodingHttp10 => RequestError::TransferEncodingHttp10,
+            FieldError::ContentLengthAndTransferEncoding => {
+                RequestError::ContentLengthAndTransferEncoding
+            }
+            FieldError::InvalidConnection => RequestError::InvalidConnection,
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// `Ok(None)`: incomplete, read more (only while `buf.len() < max_head_bytes`).
+/// A head that does not end within `max_head_bytes` bytes, or has more than
+/// [`MAX_HEADERS`] fields, is a 431 error. The body, if any, starts at
+/// `buf[request.head_len..]`.
+pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request>, RequestError> {
+    parse(buf, max_head_bytes, HostPolicy::Required)
+}
+
+/// [`parse_request`] for `nexushub whoami`, which answers whatever it gets: a missing,
+/// repeated or invalid `Host` (or one that disagrees with an absolute-form target) is
+/// accepted; `host` is then the normalised first Host value or empty. Every other
+/// check, framing above all, stays as strict. Never use this on the proxy path.
+pub fn parse_request_lenient(
+    buf: &[u8],
+    max_head_bytes: usize,
+) -> Result<Option<Request>, RequestError> {
+    parse(buf, max_head_bytes, HostPolicy::Optional)
+}
+
+/// Whether a routable Host is required (the proxy) or merely reported (whoami).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HostPolicy {
+    Required,
+    Optional,
+}
+
+/// The three target forms we accept, borrowed from the request line.
+enum Target<'a> {
+    /// `/path?query`
+    Origin(&'a str),
+    /// `*`
+    Asterisk,
+    /// `http://authority/path?query`; `path` is `""`, `"/..."` or `"?..."`.
+    Absolute { authority: &'a str, path: &'a str },
+}
+
+/// The one request parser behind [`parse_request`] and [`parse_request_lenient`].
+fn parse(
+    buf: &[u8],
+    max_head_bytes: usize,
+    host_policy: HostPolicy,
+) -> Result<Option<Request>, RequestError> {
+    let Some(span) = head::scan(buf, max_head_bytes)? else {
+        return Ok(None);
+    };
+    let head = &buf[span.start..span.end];
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut raw);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        // The scan found the end of the head, so httparse must too; if it does not,
+        // the two disagree about the grammar and the head is not ours to guess at.
+        Ok(_) => return Err(RequestError::InvalidRequestLine),
+        Err(e) => return Err(map_httparse_error(e, head)),
+    }
+    let (Some(method), Some(raw_target), Some(minor)) =
+        (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(RequestError::InvalidRequestLine);
+    };
+    let version = Version::from_minor(minor).ok_or(RequestError::InvalidVersion)?;
+
+    if method == "CONNECT" {
+        return Err(RequestError::ConnectUnsupported);
+    }
+    let target = classify_target(raw_target)?;
+    if matches!(target, Target::Asterisk) && method != "OPTIONS" {
+        return Err(RequestError::AsteriskNotOptions);
+    }
+
+    let fields = headers::field_strs(parsed.headers)?;
+    let summary = headers::summarize(&fields, version)?;
+
+    let mut host_values = fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|&(_, v)| v);
+    let first_host = host_values.next();
+    let another_host = host_values.next().is_some();
+    let (host, host_header) = match host_policy {
+        HostPolicy::Required => {
+            let value = first_host.ok_or(RequestError::MissingHost)?;
+            if another_host {
+                return Err(RequestError::MultipleHost);
+            }
+            let host = host::normalize(value).map_err(|_| RequestError::InvalidHost)?;
+            if let Target::Absolute { authority, .. } = target {
+                let authority =
+                    host::normalize(authority).map_err(|_| RequestError::InvalidTarget)?;
+                if authority != host {
+                    return Err(RequestError::HostMismatch);
+                }
+            }
+            (host, value.to_owned())
+        }
+        HostPolicy::Optional => {
+            let value = first_host.unwrap_or("");
+            let host = host::normalize(value).unwrap_or_default();
+            (host, value.to_owned())
+        }
+    };
+
+    let mut expect_continue = false;
+    for &(_, value) in fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("expect"))
+    {
+        if !value.eq_ignore_ascii_case("100-continue") {
+            return Err(RequestError::UnsupportedExpect);
+        }
+        // RFC 9110 §10.1.1: a 100-continue expectation on HTTP/1.0 is ignored.
+        expect_continue = version == Version::Http11;
+    }
+
+    let kept = fields
+        .iter()
+        .filter(|&&(name, _)| {
+            !(headers::is_hop_by_hop_or_framing(name)
+                || headers::is_edge_owned(name)
+                || name.eq_ignore_ascii_case("host")
+                || name.eq_ignore_ascii_case("expect")
+                || summary.names(name))
+        })
+        .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+
+    let body = match (summary.chunked, summary.content_length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(n)) => BodyFraming::Length(n),
+        (false, None) => BodyFraming::None,
+    };
+    let keep_alive = match version {
+        Version::Http11 => !summary.close,
+        Version::Http10 => summary.keep_alive && !summary.close,
+    };
+    let target = match target {
+        Target::Origin(path) => path.to_owned(),
+        Target::Asterisk => "*".to_owned(),
+        Target::Absolute { path: "", .. } => "/".to_owned(),
+        Target::Absolute { path, .. } if path.starts_with('?') => format!("/{path}"),
+        Target::Absolute { path, .. } => path.to_owned(),
+    };
+
+    let expect_continue =
+        expect_continue && !matches!(body, BodyFraming::None | BodyFraming::Length(0));
+
+    Ok(Some(Request {
+        method: method.to_owned(),
+        target,
+        version,
+        host,
+        host_header,
+        headers: kept,
+        body,
+        keep_alive,
+        expect_continue,
+        head_len: span.end,
+    }))
+}
+
+/// Sorts a request target into the forms an origin server's proxy may receive.
+fn classify_target(raw: &str) -> Result<Target<'_>, RequestError> {
+    if raw.starts_with('/') {
+        return Ok(Target::Origin(raw));
+    }
+    if raw == "*" {
+        return Ok(Target::Asterisk);
+    }
+    let bytes = raw.as_bytes();
+    let scheme_len = if bytes
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"http://"))
+    {
+        7
+    } else if bytes
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"https://"))
+    {
+        8
+    } else {
+        return Err(RequestError::InvalidTarget);
+    };
+    // The scheme prefix is ASCII, so `scheme_len` is a char boundary.
+    let rest = &raw[scheme_len..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(RequestError::InvalidTarget);
+    }
+    Ok(Target::Absolute { authority, path })
+}
+
+/// Names what httparse tripped over; its `Token` error covers both the method and
+/// the target, so look at which of the two is broken.
+fn map_httparse_error(e: httparse::Error, head: &[u8]) -> RequestError {
+    match e {
+        httparse::Error::Token => {
+            let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+            let line = &head[..line_end];
+            let method_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+            if method_end == 0 || !line[..method_end].iter().all(|&b| headers::is_tchar(b)) {
+                RequestError::InvalidMethod
+            } else if line.iter().filter(|&&b| b == b' ').count() < 2 {
+                RequestError::InvalidRequestLine
+            } else {
+                RequestError::InvalidTarget
+            }
+        }
+        httparse::Error::Version => RequestError::InvalidVersion,
+        httparse::Error::HeaderName => RequestError::InvalidHeaderName,
+        httparse::Error::HeaderValue => RequestError::InvalidHeaderValue,
+        httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
+        httparse::Error::NewLine | httparse::Error::Status => RequestError::InvalidRequestLine,
+    }
+}
+
+/// Writes the head nexushub sends the backend for `req` (HTTP/1.1, keep-alive).
+///
+/// Order: request line, `Host` as the client sent it, the kept fields, then
+/// `X-Forwarded-For` (the client address, IPv4-mapped IPv6 shown as IPv4),
+/// `X-Forwarded-Proto: https`, `X-Forwarded-Host`, then exactly one framing field
+/// (none for [`BodyFraming::None`]) and the empty line.
+///
+/// # Panics
+/// If a field would inject a line (see [`super::write_header`]), or the method or
+/// target could break the request line. Parsed requests never do.
+pub fn write_backend_request(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr) {
+    assert!(headers::is_token(&req.method), "method is not a token");
+    assert!(
+        !req.target.is_empty() && !req.target.bytes().any(|b| b <= b' ' || b == 0x7f),
+        "request target with whitespace or control bytes"
+    );
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    headers::write_header(out, "Host", &req.host_header);
+    for (name, value) in &req.headers {
+        // The parser never keeps these; skipping them here too makes "exactly one
+        // framing field, ours" hold even for a hand-built Request.
+        let ours = headers::is_hop_by_hop_or_framing(name)
+            || headers::is_edge_owned(name)
+            || name.eq_ignore_ascii_case("host");
+        debug_assert!(
+            !ours,
+            "framing, hop-by-hop or edge-owned field kept: {name}"
+        );
+        if ours {
+            continue;
+        }
+        headers::write_header(out, name, value);
+    }
+    let client_ip = client_ip.to_canonical().to_string();
+    headers::write_header(out, "X-Forwarded-For", &client_ip);
+    headers::write_header(out, "X-Forwarded-Proto", "https");
+    headers::write_header(out, "X-Forwarded-Host", &req.host_header);
+    match req.body {
+        BodyFraming::None => {}
+        BodyFraming::Length(n) => headers::write_content_length(out, n),
+        BodyFraming::Chunked => headers::write_chunked(out),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn ok(buf: &[u8]) -> Request {
+        match parse_request(buf, MAX) {
+            Ok(Some(r)) => r,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn err(buf: &[u8]) -> RequestError {
+        match parse_request(buf, MAX) {
+            Err(e) => e,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn fields(r: &Request) -> Vec<(&str, &str)> {
+        r.headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+
+    // ---- valid requests of each shape ----
+
+    #[test]
+    fn simple_get() {
+        let buf = b"GET /index.html?q=1 HTTP/1.1\r\nHost: Example.COM\r\nAccept: */*\r\n\r\n";
+        let r = ok(buf);
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.target, "/index.html?q=1");
+        assert_eq!(r.version, Version::Http11);
+        assert_eq!(r.host, "example.com");
+        assert_eq!(r.host_header, "Example.COM");
+        assert_eq!(fields(&r), [("Accept", "*/*")]);
+        assert_eq!(r.body, BodyFraming::None);
+        assert!(r.keep_alive && !r.expect_continue && !r.is_head() && r.is_idempotent());
+        assert_eq!(r.head_len, buf.len());
+    }
+
+    #[test]
+    fn post_with_content_length() {
+        let r = ok(b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world");
+        assert_eq!(r.body, BodyFraming::Length(11));
+        assert_eq!(r.head_len, 49);
+        assert!(r.has_body() && !r.is_idempotent());
+    }
+
+    #[test]
+    fn get_with_content_length_zero_kept() {
+        let r = ok(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(r.body, BodyFraming::Length(0));
+        assert!(!r.has_body());
+    }
+
+    #[test]
+    fn chunked_post() {
+        let r = ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(r.body, BodyFraming::Chunked);
+        assert!(r.headers.is_empty());
+    }
+
+    #[test]
+    fn head_method() {
+        assert!(ok(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").is_head());
+    }
+
+    #[test]
+    fn extension_method() {
+        let r = ok(b"PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.method, "PROPFIND");
+    }
+
+    #[test]
+    fn options_asterisk() {
+        let r = ok(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.target, "*");
+    }
+
+    #[test]
+    fn absolute_form_http() {
+        let r = ok(b"GET http://A.example:8080/p?q HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert_eq!(r.target, "/p?q");
+        assert_eq!(r.host, "a.example");
+        assert_eq!(r.host_header, "a.example");
+    }
+
+    #[test]
+    fn absolute_form_https_uppercase_scheme_no_path() {
+        let r = ok(b"GET HTTPS://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert_eq!(r.target, "/");
+    }
+
+    #[test]
+    fn absolute_form_query_only() {
+        let r = ok(b"GET https://a.example?x=1 HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert_eq!(r.target, "/?x=1");
+    }
+
+    #[test]
+    fn http10_defaults_to_close() {
+        let r = ok(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n");
+        assert_eq!(r.version, Version::Http10);
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn http10_keep_alive() {
+        assert!(ok(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn http11_connection_close() {
+        assert!(
+            !ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n").keep_alive
+        );
+    }
+
+    #[test]
+    fn expect_continue() {
+        let r =
+            ok(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(r.expect_continue);
+        assert!(r.headers.is_empty());
+    }
+
+    #[test]
+    fn expect_continue_without_body_ignored() {
+        assert!(!ok(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+        let r =
+            ok(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
+        assert!(!r.expect_continue);
+        let r = ok(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(r.expect_continue);
+    }
+
+    #[test]
+    fn expect_continue_ignored_on_http10() {
+        let r =
+            ok(b"PUT / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(!r.expect_continue);
+    }
+
+    #[test]
+    fn leading_empty_lines_counted_in_head_len() {
+        let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(ok(buf).head_len, buf.len());
+    }
+
+    #[test]
+    fn values_trimmed_and_tab_kept() {
+        let r = ok(b"GET / HTTP/1.1\r\nHost:a\r\nX-A: \t one\ttwo \t\r\nX-Empty:\r\n\r\n");
+        assert_eq!(fields(&r), [("X-A", "one\ttwo"), ("X-Empty", "")]);
+    }
+
+    #[test]
+    fn utf8_value_accepted() {
+        let r = ok("GET / HTTP/1.1\r\nHost: a\r\nX-Name: Zoë\r\n\r\n".as_bytes());
+        assert_eq!(fields(&r), [("X-Name", "Zoë")]);
+    }
+
+    #[test]
+    fn utf8_target_accepted() {
+        assert_eq!(
+            ok("GET /café HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()).target,
+            "/café"
+        );
+    }
+
+    #[test]
+    fn host_ipv6_with_port() {
+        let r = ok(b"GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
+        assert_eq!(r.host, "[::1]");
+        assert_eq!(r.host_header, "[::1]:8443");
+    }
+
+    #[test]
+    fn hundred_headers_is_the_limit() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..99 {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(ok(&buf).headers.len(), 99);
+    }
+
+    // ---- hop-by-hop and edge-owned fields ----
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret, Upgrade\r\n\
+            Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+            Trailer: X-T\r\nUpgrade: websocket\r\nx-secret: 1\r\nX-Kept: 2\r\n\r\n";
+        assert_eq!(fields(&ok(buf)), [("X-Kept", "2")]);
+    }
+
+    #[test]
+    fn connection_named_before_connection() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX-Early: 1\r\nConnection: x-early\r\n\r\n";
+        assert!(ok(buf).headers.is_empty());
+    }
+
+    #[test]
+    fn connection_naming_framing_does_not_unframe() {
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(ok(buf).body, BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn forwarded_headers_dropped() {
+        let buf =
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nx-forwarded-proto: http\r\n\
+            X-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nX-Real: 1\r\n\r\n";
+        assert_eq!(fields(&ok(buf)), [("X-Real", "1")]);
+    }
+
+    #[test]
+    fn order_and_names_preserved() {
+        let buf = b"GET / HTTP/1.1\r\ncookie: a=1\r\nHost: a\r\nACCEPT: x\r\nCookie: b=2\r\n\r\n";
+        assert_eq!(
+            fields(&ok(buf)),
+            [("cookie", "a=1"), ("ACCEPT", "x"), ("Cookie", "b=2")]
+        );
+    }
+
+    // ---- pipelining and incomplete heads ----
+
+    #[test]
+    fn pipelined_requests() {
+        let buf = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let first = ok(buf);
+        assert_eq!((first.target.as_str(), first.head_len), ("/1", 28));
+        let rest = &buf[first.head_len..];
+        let second = ok(rest);
+        assert_eq!(second.target, "/2");
+        let after_body = &rest[second.head_len + 2..];
+        assert_eq!(ok(after_body).target, "/3");
+        assert_eq!(ok(after_body).head_len, after_body.len());
+    }
+
+    #[test]
+    fn incomplete_heads() {
+        let full = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        for n in 0..full.len() {
+            assert_eq!(parse_request(&full[..n], MAX), Ok(None), "prefix {n}");
+        }
+    }
+
+    // ---- 431 ----
+
+    #[test]
+    fn head_too_large_complete() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            parse_request(buf, buf.len() - 1),
+            Err(RequestError::HeadTooLarge)
+        );
+        assert!(matches!(parse_request(buf, buf.len()), Ok(Some(_))));
+    }
+
+    #[test]
+    fn head_too_large_incomplete() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        buf.resize(MAX, b'a');
+        assert_eq!(parse_request(&buf, MAX), Err(RequestError::HeadTooLarge));
+        assert_eq!(parse_request(&buf[..MAX - 1], MAX), Ok(None));
+        assert_eq!(err(&buf).status(), 431);
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..100 {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(err(&buf), RequestError::TooManyHeaders);
+        assert_eq!(err(&buf).status(), 431);
+    }
+
+    // ---- rejections: line ends and bytes ----
+
+    #[test]
+    fn reject_bare_lf() {
+        assert_eq!(err(b"GET / HTTP/1.1\nHost: a\n\n"), RequestError::BareLf);
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\n\r\n"),
+            RequestError::BareLf
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\n\n"),
+            RequestError::BareLf
+        );
+        assert_eq!(
+            err(b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::BareLf
+        );
+    }
+
+    #[test]
+    fn reject_bare_cr() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\rHost: a\r\n\r\n"),
+            RequestError::BareCr
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nX: a\rb\r\nHost: a\r\n\r\n"),
+            RequestError::BareCr
+        );
+        assert_eq!(err(b"GET /\r HTTP/1.1\r\n\r\n"), RequestError::BareCr);
+    }
+
+    #[test]
+    fn reject_control_bytes() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"),
+            RequestError::ControlByte
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n"),
+            RequestError::ControlByte
+        );
+        assert_eq!(
+            err(b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::ControlByte
+        );
+    }
+
+    #[test]
+    fn reject_obs_fold() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"),
+            RequestError::ObsFold
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\n\tX: a\r\n\r\n"),
+            RequestError::ObsFold
+        );
+    }
+
+    #[test]
+    fn reject_whitespace_before_colon() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+            RequestError::WhitespaceBeforeColon
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length\t: 1\r\n\r\n"),
+            RequestError::WhitespaceBeforeColon
+        );
+    }
+
+    #[test]
+    fn reject_leading_whitespace() {
+        assert_eq!(
+            err(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::LeadingWhitespace
+        );
+        assert_eq!(
+            err(b"\r\n\tGET / HTTP/1.1\r\n\r\n"),
+            RequestError::LeadingWhitespace
+        );
+    }
+
+    #[test]
+    fn reject_too_many_empty_lines() {
+        let buf = b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(err(buf), RequestError::TooManyEmptyLines);
+    }
+
+    #[test]
+    fn reject_non_utf8_value() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xe9\r\n\r\n"),
+            RequestError::InvalidHeaderValue
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nX: \xff\xfe\r\n\r\n"),
+            RequestError::InvalidHeaderValue
+        );
+    }
+
+    // ---- rejections: request line ----
+
+    #[test]
+    fn reject_bad_method() {
+        assert_eq!(
+            err(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidMethod
+        );
+        assert_eq!(
+            err(b"\xc3\xa9 / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidMethod
+        );
+    }
+
+    #[test]
+    fn reject_double_space() {
+        assert_eq!(
+            err(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidTarget
+        );
+        assert!(matches!(
+            err(b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidVersion
+        ));
+    }
+
+    #[test]
+    fn reject_bad_version() {
+        for buf in [
+            &b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            b"GET / http/1.1\r\nHost: a\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), RequestError::InvalidVersion, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn reject_http09_style_line() {
+        assert_eq!(
+            err(b"GET /\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidRequestLine
+        );
+        assert_eq!(
+            err(b"GET\r\nHost: a\r\n\r\n"),
+            RequestError::InvalidRequestLine
+        );
+    }
+
+    #[test]
+    fn reject_connect() {
+        assert_eq!(
+            err(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            RequestError::ConnectUnsupported
+        );
+        assert_eq!(
+            err(b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::ConnectUnsupported
+        );
+    }
+
+    #[test]
+    fn reject_asterisk_without_options() {
+        assert_eq!(
+            err(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::AsteriskNotOptions
+        );
+    }
+
+    #[test]
+    fn reject_other_targets() {
+        for buf in [
+            &b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http:/a HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://user@a/p HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET ** HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), RequestError::InvalidTarget, "{buf:?}");
+        }
+    }
+
+    // ---- rejections: Host ----
+
+    #[test]
+    fn reject_missing_host() {
+        assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n"), RequestError::MissingHost);
+        assert_eq!(err(b"GET / HTTP/1.0\r\n\r\n"), RequestError::MissingHost);
+        assert_eq!(
+            err(b"GET http://a/ HTTP/1.1\r\n\r\n"),
+            RequestError::MissingHost
+        );
+    }
+
+    #[test]
+    fn reject_multiple_host() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            RequestError::MultipleHost
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            RequestError::MultipleHost
+        );
+    }
+
+    #[test]
+    fn reject_invalid_host() {
+        for buf in [
+            &b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), RequestError::InvalidHost, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn reject_host_mismatch() {
+        assert_eq!(
+            err(b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::HostMismatch
+        );
+        assert_eq!(
+            err(b"GET https://a.evil/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::HostMismatch
+        );
+    }
+
+    // ---- rejections: framing ----
+
+    #[test]
+    fn reject_invalid_content_length() {
+        for value in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "0x1",
+            "1 2",
+            "1,1",
+            "5, 5",
+            "1234567890123456789",
+            "abc",
+        ] {
+            let buf = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                RequestError::InvalidContentLength,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reject_multiple_content_length() {
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(err(buf), RequestError::MultipleContentLength);
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n";
+        assert_eq!(err(buf), RequestError::MultipleContentLength);
+    }
+
+    #[test]
+    fn reject_unsupported_transfer_encoding() {
+        for value in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, gzip",
+            "chunked,",
+            "identity",
+            "xchunked",
+            "chunked\t;x",
+        ] {
+            let buf = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {value}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                RequestError::UnsupportedTransferEncoding,
+                "{value:?}"
+            );
+        }
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(buf), RequestError::UnsupportedTransferEncoding);
+    }
+
+    #[test]
+    fn reject_transfer_encoding_http10() {
+        let buf = b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(buf), RequestError::TransferEncodingHttp10);
+    }
+
+    #[test]
+    fn reject_content_length_and_transfer_encoding() {
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(buf), RequestError::ContentLengthAndTransferEncoding);
+        let buf = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(err(buf), RequestError::ContentLengthAndTransferEncoding);
+    }
+
+    #[test]
+    fn reject_unsupported_expect() {
+        for value in ["", "100-continue, foo", "200-ok", "100-continue;x"] {
+            let buf = format!("PUT / HTTP/1.1\r\nHost: a\r\nExpect: {value}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                RequestError::UnsupportedExpect,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reject_invalid_connection() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n"),
+            RequestError::InvalidConnection
+        );
+    }
+
+    #[test]
+    fn reject_bad_header_names() {
+        for buf in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX(Y: 1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n: empty\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: 1\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), RequestError::InvalidHeaderName, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn error_statuses_and_reasons() {
+        assert_eq!(RequestError::MissingHost.status(), 400);
+        assert_eq!(
+            RequestError::ConnectUnsupported.reason(),
+            "CONNECT is not supported"
+        );
+        assert_eq!(
+            RequestError::UnsupportedExpect.to_string(),
+            "unsupported Expect"
+        );
+    }
+
+    // ---- lenient parsing (whoami) ----
+
+    #[test]
+    fn lenient_without_host() {
+        let r = parse_request_lenient(b"GET / HTTP/1.0\r\n\r\n", MAX);
+        let r = r.ok().flatten().map(|r| (r.host, r.host_header));
+        assert_eq!(r, Some((String::new(), String::new())));
+    }
+
+    #[test]
+    fn lenient_still_strict_on_framing() {
+        let buf = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(
+            parse_request_lenient(buf, MAX),
+            Err(RequestError::MultipleContentLength)
+        );
+    }
+
+    // ---- serialisation ----
+
+    fn backend_bytes(buf: &[u8], ip: &str) -> String {
+        let req = ok(buf);
+        let mut out = Vec::new();
+        write_backend_request(
+            &mut out,
+            &req,
+            ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        );
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn backend_golden_get() {
+        let got = backend_bytes(
+            b"GET /a?b HTTP/1.1\r\nHost: Ex.com:443\r\nUser-Agent: t\r\nConnection: close\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+            "192.0.2.7",
+        );
+        assert_eq!(
+            got,
+            "GET /a?b HTTP/1.1\r\nHost: Ex.com:443\r\nUser-Agent: t\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: https\r\nX-Forwarded-Host: Ex.com:443\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn backend_golden_content_length_zero() {
+        let got = backend_bytes(
+            b"POST / HTTP/1.0\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "::1",
+        );
+        assert_eq!(
+            got,
+            "POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: ::1\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-Host: a\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn backend_golden_chunked_absolute_form() {
+        let got = backend_bytes(
+            b"PUT http://a/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+            "::ffff:10.0.0.1",
+        );
+        assert_eq!(
+            got,
+            "PUT /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-Host: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "CR, LF or NUL")]
+    fn backend_refuses_injected_value() {
+        let mut req = ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        req.headers.push(("X".into(), "1\r\nHost: evil".into()));
+        write_backend_request(&mut Vec::new(), &req, IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    #[should_panic(expected = "request target")]
+    fn backend_refuses_injected_target() {
+        let mut req = ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        req.target = "/ HTTP/1.1\r\nX: y".into();
+        write_backend_request(&mut Vec::new(), &req, IpAddr::from([127, 0, 0, 1]));
+    }
+}

@@ -1,0 +1,802 @@
+//! Backend response heads: parsing with the same strictness as requests, deciding how
+//! long the body is (RFC 9112 §6.3), and the head we send the client in their place.
+//!
+//! The backend is trusted to run the app, not to speak perfect HTTP: anything two
+//! parsers could read differently is a 502 rather than something we pass on. The
+//! client side is re-framed from scratch: `Content-Length` is re-added by the writer,
+//! a chunked or close-delimited body becomes chunked for HTTP/1.1 clients (so their
+//! connection survives) and close-delimited for HTTP/1.0 ones.
+
+use std::fmt;
+
+use super::head::{self, HeadError};
+use super::headers::{self, FieldError};
+use super::local::reason_phrase;
+use super::{push_decimal, Version, MAX_HEADERS};
+
+/// How the response body is framed on the backend side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// No body: a HEAD request, 1xx, 204 or 304.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body runs until the backend closes the connection.
+    UntilClose,
+}
+
+/// A parsed, validated response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The backend's HTTP version.
+    pub version: Version,
+    /// Status code, 100..=999.
+    pub status: u16,
+    /// Reason phrase as sent (empty if it was empty or not valid UTF-8).
+    pub reason: String,
+    /// End-to-end fields to pass to the client, in order: hop-by-hop fields, those
+    /// named in `Connection`, and `Content-Length` removed.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length` as declared (echoed on HEAD and 304 answers).
+    pub content_length: Option<u64>,
+    /// How to read the body from the backend.
+    pub body: ResponseBody,
+    /// Whether the backend connection may be reused after this response.
+    pub keep_alive: bool,
+    /// Bytes of the buffer the head used, final CRLF CRLF included.
+    pub head_len: usize,
+}
+
+impl Response {
+    /// A 1xx interim response: the caller skips it (101 is an error: we never upgrade).
+    pub fn is_informational(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+/// Why a backend response head was refused. Every one is a 502 for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The head did not end within the size cap.
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header fields.
+    TooManyHeaders,
+    /// An LF not preceded by CR.
+    BareLf,
+    /// A CR not followed by LF.
+    BareCr,
+    /// A control byte other than HTAB in the head.
+    ControlByte,
+    /// A header line starting with whitespace (obsolete line folding).
+    ObsFold,
+    /// Whitespace before the status line.
+    LeadingWhitespace,
+    /// Too many empty lines before the status line.
+    TooManyEmptyLines,
+    /// Whitespace between a field name and its colon.
+    WhitespaceBeforeColon,
+    /// Not HTTP/1.0 or HTTP/1.1.
+    InvalidVersion,
+    /// A status code outside 100..=999.
+    InvalidStatus,
+    /// The status line is malformed in some other way.
+    InvalidStatusLine,
+    /// A field name that is not a token, or a line without a colon.
+    InvalidHeaderName,
+    /// A field value with a forbidden byte (including bytes >= 0x80 that are not UTF-8).
+    InvalidHeaderValue,
+    /// `Content-Length` that is not 1 to 18 digits.
+    InvalidContentLength,
+    /// More than one `Content-Length` field.
+    MultipleContentLength,
+    /// `Transfer-Encoding` other than exactly `chunked`.
+    UnsupportedTransferEncoding,
+    /// `Transfer-Encoding` on an HTTP/1.0 response.
+    TransferEncodingHttp10,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    ContentLengthAndTransferEncoding,
+    /// A `Connection` list element that is not a token.
+    InvalidConnection,
+    /// A `101 Switching Protocols` answer: we never forward `Upgrade`, so the
+    /// backend had no business switching.
+    UnexpectedUpgrade,
+}
+
+impl ResponseError {
+    /// The status the client gets.
+    pub fn status(&self) -> u16 {
+        502
+    }
+
+    /// Short lowercase text for the log and the 502 body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResponseError::HeadTooLarge => "response head too large",
+            ResponseError::TooManyHeaders => "too many header fields in response",
+            ResponseError::BareLf => "bare LF in response head",
+            ResponseError::BareCr => "bare CR in response head",
+            ResponseError::ControlByte => "control character in response head",
+            ResponseError::ObsFold => "obsolete line folding in response",
+            ResponseError::LeadingWhitespace => "whitespace before status line",
+            ResponseError::TooManyEmptyLines => "too many empty lines before status line",
+            ResponseError::WhitespaceBeforeColon => {
+                "whitespace before colon in response header field"
+            }
+            ResponseError::InvalidVersion => "unsupported HTTP version in response",
+            ResponseError::InvalidStatus => "invalid response status",
+            ResponseError::InvalidStatusLine => "malformed status line",
+            ResponseError::InvalidHeaderName => "invalid response header field name",
+            ResponseError::InvalidHeaderValue => "invalid response header field value",
+            ResponseError::InvalidContentLength => "invalid Content-Length in response",
+            ResponseError::MultipleContentLength => "more than one Content-Length in response",
+            ResponseError::UnsupportedTransferEncoding => {
+                "unsupported Transfer-Encoding in response"
+            }
+            ResponseError::TransferEncodingHttp10 => "Transfer-Encoding in an HTTP/1.0 response",
+            ResponseError::ContentLengthAndTransferEncoding => {
+                "both Content-Length and Transfer-Encoding in response"
+            }
+            ResponseError::InvalidConnection => "invalid Connection in response",
+            ResponseError::UnexpectedUpgrade => "unexpected 101 Switching Protocols",
+        }
+    }
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+impl From<HeadError> for ResponseError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooLarge => ResponseError::HeadTooLarge,
+            HeadError::BareLf => ResponseError::BareLf,
+            HeadError::BareCr => ResponseError::BareCr,
+            HeadError::ControlByte => ResponseError::ControlByte,
+            HeadError::ObsFold => ResponseError::ObsFold,
+            HeadError::LeadingWhitespace => ResponseError::LeadingWhitespace,
+            HeadError::TooManyEmptyLines => ResponseError::TooManyEmptyLines,
+            HeadError::WhitespaceBeforeColon => ResponseError::WhitespaceBeforeColon,
+        }
+    }
+}
+
+impl From<FieldError> for ResponseError {
+    fn from(e: FieldError) -> Self {
+        match e {
+            FieldError::NonUtf8Value => ResponseError::InvalidHeaderValue,
+            FieldError::InvalidContentLength => ResponseError::InvalidContentLength,
+            FieldError::MultipleContentLength => ResponseError::MultipleContentLength,
+            FieldError::UnsupportedTransferEncoding => ResponseError::UnsupportedTransferEncoding,
+            FieldError::TransferEncodingHttp10 => ResponseError::TransferEncodingHttp10,
+            FieldError::ContentLengthAndTransferEncoding => {
+                ResponseError::ContentLengthAndTransferEncoding
+            }
+            FieldError::InvalidConnection => ResponseError::InvalidConnection,
+        }
+    }
+}
+
+/// Parses a response head from the start of `buf`.
+///
+/// `Ok(None)`: incomplete, read more. `request_was_head` decides the body of a
+/// response to HEAD (none, whatever it declares). 1xx responses are returned like any
+/// other (body [`ResponseBody::None`]) for the caller to skip.
+pub fn parse_response(
+    buf: &[u8],
+    max_head_bytes: usize,
+    request_was_head: bool,
+) -> Result<Option<Response>, ResponseError> {
+    let Some(span) = head::scan(buf, max_head_bytes)? else {
+        return Ok(None);
+    };
+    let head = &buf[span.start..span.end];
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut raw);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err(ResponseError::InvalidStatusLine),
+        Err(e) => {
+            return Err(match e {
+                httparse::Error::Version => ResponseError::InvalidVersion,
+                httparse::Error::Status => ResponseError::InvalidStatus,
+                httparse::Error::HeaderName => ResponseError::InvalidHeaderName,
+                httparse::Error::HeaderValue => ResponseError::InvalidHeaderValue,
+                httparse::Error::TooManyHeaders => ResponseError::TooManyHeaders,
+                httparse::Error::Token | httparse::Error::NewLine => {
+                    ResponseError::InvalidStatusLine
+                }
+            })
+        }
+    }
+    let (Some(minor), Some(status), Some(reason)) = (parsed.version, parsed.code, parsed.reason)
+    else {
+        return Err(ResponseError::InvalidStatusLine);
+    };
+    let version = Version::from_minor(minor).ok_or(ResponseError::InvalidVersion)?;
+    if !(100..=999).contains(&status) {
+        return Err(ResponseError::InvalidStatus);
+    }
+
+    let fields = headers::field_strs(parsed.headers)?;
+    let summary = headers::summarize(&fields, version)?;
+    let kept = fields
+        .iter()
+        .filter(|&&(name, _)| !(headers::is_hop_by_hop_or_framing(name) || summary.names(name)))
+        .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+
+    let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+    let body = if bodiless || request_was_head {
+        ResponseBody::None
+    } else if summary.chunked {
+        ResponseBody::Chunked
+    } else if let Some(n) = summary.content_length {
+        ResponseBody::Length(n)
+    } else {
+        ResponseBody::UntilClose
+    };
+    // A 1.0 backend may keep the connection when it says so, like a 1.0 client.
+    let persistent = match version {
+        Version::Http11 => !summary.close,
+        Version::Http10 => summary.keep_alive && !summary.close,
+    };
+
+    Ok(Some(Response {
+        version,
+        status,
+        reason: reason.to_owned(),
+        headers: kept,
+        content_length: summary.content_length,
+        body,
+        keep_alive: persistent && body != ResponseBody::UntilClose,
+        head_len: span.end,
+    }))
+}
+
+/// How the body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body.
+    None,
+    /// `Content-Length: n`, the body passed through as is.
+    Length(u64),
+    /// Re-chunked (HTTP/1.1 clients, for chunked or close-delimited backend bodies).
+    Chunked,
+    /// Close-delimited (HTTP/1.0 clients, same case): the connection ends the body.
+    Close,
+}
+
+/// Chooses the client-side framing for `resp` given the client's version.
+pub fn client_framing(resp: &Response, client: Version) -> ClientFraming {
+    match resp.body {
+        ResponseBody::None => ClientFraming::None,
+        ResponseBody::Length(n) => ClientFraming::Length(n),
+        ResponseBody::Chunked | ResponseBody::UntilClose => match client {
+            Version::Http11 => ClientFraming::Chunked,
+            Version::Http10 => ClientFraming::Close,
+        },
+    }
+}
+
+/// Writes the response head for the client.
+///
+/// Always `HTTP/1.1` (our version); the backend's reason phrase, or the standard one
+/// when it sent none. Then the kept fields, the framing field (for
+/// [`ClientFraming::None`] the declared `Content-Length` is echoed, as HEAD and 304
+/// answers carry it, except on 1xx and 204 which must not have one), and
+/// `Connection: close` when `!keep_alive` or `Connection: keep-alive` for a
+/// keep-alive HTTP/1.0 client. [`ClientFraming::Close`] forces `keep_alive` off.
+pub fn write_client_response_head(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    framing: ClientFraming,
+    client: Version,
+    keep_alive: bool,
+) {
+    let keep_alive = keep_alive && framing != ClientFraming::Close;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(resp.status));
+    out.push(b' ');
+    let reason_ok = !resp
+        .reason
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0);
+    if resp.reason.is_empty() || !reason_ok {
+        out.extend_from_slice(reason_phrase(resp.status).as_bytes());
+    } else {
+        out.extend_from_slice(resp.reason.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        // Never kept by the parser; skipped again so our framing field is the only one.
+        let framing_field = headers::is_hop_by_hop_or_framing(name);
+        debug_assert!(!framing_field, "hop-by-hop or framing field kept: {name}");
+        if framing_field {
+            continue;
+        }
+        headers::write_header(out, name, value);
+    }
+    match framing {
+        ClientFraming::Length(n) => headers::write_content_length(out, n),
+        ClientFraming::Chunked => headers::write_chunked(out),
+        ClientFraming::None => {
+            let may_declare = !(100..200).contains(&resp.status) && resp.status != 204;
+            if let (Some(n), true) = (resp.content_length, may_declare) {
+                headers::write_content_length(out, n);
+            }
+        }
+        ClientFraming::Close => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn ok(buf: &[u8]) -> Response {
+        ok_for(buf, false)
+    }
+
+    fn ok_for(buf: &[u8], head: bool) -> Response {
+        match parse_response(buf, MAX, head) {
+            Ok(Some(r)) => r,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn err(buf: &[u8]) -> ResponseError {
+        match parse_response(buf, MAX, false) {
+            Err(e) => e,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn fields(r: &Response) -> Vec<(&str, &str)> {
+        r.headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn head_bytes(
+        resp: &Response,
+        framing: ClientFraming,
+        client: Version,
+        keep_alive: bool,
+    ) -> String {
+        let mut out = Vec::new();
+        write_client_response_head(&mut out, resp, framing, client, keep_alive);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    // ---- parsing ----
+
+    #[test]
+    fn ok_with_length() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+        let r = ok(buf);
+        assert_eq!(
+            (r.version, r.status, r.reason.as_str()),
+            (Version::Http11, 200, "OK")
+        );
+        assert_eq!(fields(&r), [("Content-Type", "text/plain")]);
+        assert_eq!(
+            (r.content_length, r.body),
+            (Some(5), ResponseBody::Length(5))
+        );
+        assert!(r.keep_alive);
+        assert_eq!(r.head_len, buf.len() - 5);
+    }
+
+    #[test]
+    fn chunked_body() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.body, ResponseBody::Chunked);
+        assert!(r.keep_alive && r.headers.is_empty());
+    }
+
+    #[test]
+    fn until_close_body() {
+        let r = ok(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(r.body, ResponseBody::UntilClose);
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn connection_close() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn http10_backend() {
+        assert!(!ok(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n").keep_alive);
+        assert!(
+            ok(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n")
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn no_reason_phrase() {
+        assert_eq!(ok(b"HTTP/1.1 204\r\n\r\n").reason, "");
+        assert_eq!(ok(b"HTTP/1.1 204 \r\n\r\n").reason, "");
+    }
+
+    #[test]
+    fn non_utf8_reason_becomes_empty() {
+        assert_eq!(ok(b"HTTP/1.1 200 Tr\xe8s bien\r\n\r\n").reason, "");
+    }
+
+    #[test]
+    fn informational_responses() {
+        for status in [100u16, 101, 102, 103] {
+            let buf = format!("HTTP/1.1 {status} X\r\nLink: </a>\r\n\r\n");
+            let r = ok(buf.as_bytes());
+            assert!(r.is_informational());
+            assert_eq!(r.body, ResponseBody::None, "{status}");
+        }
+    }
+
+    #[test]
+    fn continue_then_final_pipelined() {
+        let buf = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+        let first = ok(buf);
+        assert_eq!((first.status, first.head_len), (100, 25));
+        assert_eq!(ok(&buf[first.head_len..]).status, 201);
+    }
+
+    #[test]
+    fn body_none_for_204_and_304() {
+        for status in [204u16, 304] {
+            let buf = format!("HTTP/1.1 {status} X\r\nContent-Length: 42\r\n\r\n");
+            let r = ok(buf.as_bytes());
+            assert_eq!((r.body, r.content_length), (ResponseBody::None, Some(42)));
+            assert!(r.keep_alive);
+            let buf = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n");
+            assert_eq!(ok(buf.as_bytes()).body, ResponseBody::None);
+            let buf = format!("HTTP/1.1 {status} X\r\n\r\n");
+            assert_eq!(ok(buf.as_bytes()).body, ResponseBody::None);
+            assert!(ok(buf.as_bytes()).keep_alive);
+        }
+    }
+
+    #[test]
+    fn body_none_for_head_request() {
+        for buf in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n",
+        ] {
+            let r = ok_for(buf, true);
+            assert_eq!(r.body, ResponseBody::None, "{buf:?}");
+            assert!(r.keep_alive);
+        }
+    }
+
+    #[test]
+    fn body_for_error_statuses() {
+        assert_eq!(
+            ok(b"HTTP/1.1 500 X\r\nContent-Length: 3\r\n\r\n").body,
+            ResponseBody::Length(3)
+        );
+        assert_eq!(ok(b"HTTP/1.1 404 X\r\n\r\n").body, ResponseBody::UntilClose);
+        assert_eq!(
+            ok(b"HTTP/1.1 205 X\r\nContent-Length: 0\r\n\r\n").body,
+            ResponseBody::Length(0)
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let buf = b"HTTP/1.1 200 OK\r\nConnection: X-Internal, keep-alive\r\nKeep-Alive: timeout=5\r\n\
+            Proxy-Connection: x\r\nTE: trailers\r\nTrailer: Expires\r\nUpgrade: h2c\r\nx-internal: 1\r\n\
+            Set-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n";
+        let r = ok(buf);
+        assert_eq!(fields(&r), [("Set-Cookie", "a=1"), ("set-cookie", "b=2")]);
+    }
+
+    #[test]
+    fn forwarded_headers_kept_in_responses() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nX-Forwarded-For: 1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(fields(&r), [("X-Forwarded-For", "1")]);
+    }
+
+    #[test]
+    fn incomplete_heads() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for n in 0..full.len() {
+            assert_eq!(
+                parse_response(&full[..n], MAX, false),
+                Ok(None),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_too_large() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_response(buf, buf.len() - 1, false),
+            Err(ResponseError::HeadTooLarge)
+        );
+        assert_eq!(ResponseError::HeadTooLarge.status(), 502);
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut buf = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..101 {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(err(&buf), ResponseError::TooManyHeaders);
+    }
+
+    // ---- rejections ----
+
+    #[test]
+    fn reject_line_ends() {
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+            ResponseError::BareLf
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n"),
+            ResponseError::BareCr
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nX: a\0\r\n\r\n"),
+            ResponseError::ControlByte
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
+            ResponseError::ObsFold
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n"),
+            ResponseError::WhitespaceBeforeColon
+        );
+        assert_eq!(
+            err(b" HTTP/1.1 200 OK\r\n\r\n"),
+            ResponseError::LeadingWhitespace
+        );
+    }
+
+    #[test]
+    fn reject_status() {
+        for buf in [
+            &b"HTTP/1.1 099 Low\r\n\r\n"[..],
+            b"HTTP/1.1 000 Zero\r\n\r\n",
+            b"HTTP/1.1 20 Short\r\n\r\n",
+            b"HTTP/1.1 2000 Long\r\n\r\n",
+            b"HTTP/1.1 abc X\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), ResponseError::InvalidStatus, "{buf:?}");
+        }
+        assert_eq!(ok(b"HTTP/1.1 999 Max\r\n\r\n").status, 999);
+    }
+
+    #[test]
+    fn reject_version() {
+        for buf in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"HTTP/1.2 200 OK\r\n\r\n",
+            b"ICY 200 OK\r\n\r\n",
+        ] {
+            assert_eq!(err(buf), ResponseError::InvalidVersion, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn reject_framing() {
+        let cases: [(&[u8], ResponseError); 7] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                ResponseError::MultipleContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
+                ResponseError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                ResponseError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                ResponseError::UnsupportedTransferEncoding,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                ResponseError::ContentLengthAndTransferEncoding,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ResponseError::TransferEncodingHttp10,
+            ),
+            (
+                b"HTTP/1.1 304 OK\r\nContent-Length: x\r\n\r\n",
+                ResponseError::InvalidContentLength,
+            ),
+        ];
+        for (buf, want) in cases {
+            assert_eq!(err(buf), want, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn reject_non_utf8_value() {
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nContent-Disposition: a; filename=\xe9\r\n\r\n"),
+            ResponseError::InvalidHeaderValue
+        );
+    }
+
+    // ---- client framing ----
+
+    #[test]
+    fn framing_table() {
+        let cases = [
+            (ResponseBody::None, Version::Http11, ClientFraming::None),
+            (ResponseBody::None, Version::Http10, ClientFraming::None),
+            (
+                ResponseBody::Length(7),
+                Version::Http11,
+                ClientFraming::Length(7),
+            ),
+            (
+                ResponseBody::Length(7),
+                Version::Http10,
+                ClientFraming::Length(7),
+            ),
+            (
+                ResponseBody::Chunked,
+                Version::Http11,
+                ClientFraming::Chunked,
+            ),
+            (ResponseBody::Chunked, Version::Http10, ClientFraming::Close),
+            (
+                ResponseBody::UntilClose,
+                Version::Http11,
+                ClientFraming::Chunked,
+            ),
+            (
+                ResponseBody::UntilClose,
+                Version::Http10,
+                ClientFraming::Close,
+            ),
+        ];
+        let mut resp = ok(b"HTTP/1.1 200 OK\r\n\r\n");
+        for (body, client, want) in cases {
+            resp.body = body;
+            assert_eq!(client_framing(&resp, client), want, "{body:?} {client:?}");
+        }
+    }
+
+    // ---- serialisation ----
+
+    #[test]
+    fn golden_length() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(
+            head_bytes(&r, ClientFraming::Length(12), Version::Http11, true),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_rechunked_from_until_close() {
+        let r = ok(b"HTTP/1.0 200 Fine\r\nX-A: 1\r\n\r\n");
+        let f = client_framing(&r, Version::Http11);
+        assert_eq!(
+            head_bytes(&r, f, Version::Http11, true),
+            "HTTP/1.1 200 Fine\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_close_for_http10_client() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let f = client_framing(&r, Version::Http10);
+        assert_eq!(
+            head_bytes(&r, f, Version::Http10, true),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_http10_keep_alive() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(
+            head_bytes(&r, ClientFraming::Length(2), Version::Http10, true),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_head_echoes_length() {
+        let r = ok_for(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", true);
+        assert_eq!(
+            head_bytes(
+                &r,
+                client_framing(&r, Version::Http11),
+                Version::Http11,
+                false
+            ),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_304_echoes_length() {
+        let r = ok(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\n\r\n");
+        assert_eq!(
+            head_bytes(
+                &r,
+                client_framing(&r, Version::Http11),
+                Version::Http11,
+                true
+            ),
+            "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_204_drops_length() {
+        let r = ok(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            head_bytes(
+                &r,
+                client_framing(&r, Version::Http11),
+                Version::Http11,
+                true
+            ),
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_empty_reason_filled_in() {
+        let r = ok(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            head_bytes(&r, ClientFraming::Length(0), Version::Http11, true),
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn golden_injected_reason_replaced() {
+        let mut r = ok(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        r.reason = "OK\r\nSet-Cookie: x".into();
+        assert_eq!(
+            head_bytes(&r, ClientFraming::Length(0), Version::Http11, true),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "CR, LF or NUL")]
+    fn injected_value_panics() {
+        let mut r = ok(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        r.headers.push(("X".into(), "a\nb".into()));
+        head_bytes(&r, ClientFraming::Length(0), Version::Http11, true);
+    }
+}

@@ -1,0 +1,51 @@
+//! nexushub: an HTTPS reverse proxy with a built-in process manager, for one small
+//! host. Synchronous (no async runtime), few dependencies, fuzzed where it parses
+//! untrusted bytes.
+//!
+//! ```text
+//!                       ┌──────────── acceptor thread (epoll) ────────────┐
+//!  client ──TCP/TLS──>  │ listening socket + parked connections           │
+//!                       │ (handshaking, or idle between requests)         │
+//!                       └───────┬──────────────────────────▲──────────────┘
+//!                   readable:   │ bounded channel          │ would block: park again
+//!                               ▼                          │
+//!                       worker pool (N threads) ── request head complete ──> blocking exchange
+//!                         │ read lock                          HTTP/1.1 ──> app on 127.0.0.1:PORT
+//!                  route map  RwLock<host -> route>            (idle backend connections reused)
+//!                         ▲ write lock on change
+//!         resolver thread <── snapshots ── process manager
+//! ```
+//!
+//! Where each part lives:
+//! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys.
+//! - [`acceptor`]: the epoll thread; [`conn`]: a client connection and its TLS I/O;
+//!   [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
+//!   connections and their pool; [`deadline`]: deadline-bounded socket I/O.
+//! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
+//!   [`host`]: host-name normalisation.
+//! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
+//!   manager's seam.
+//! - [`error`]: errors and the one function that turns them into statuses;
+//!   [`access_log`]: one line per request; [`server`]: `nexushub run`;
+//!   [`whoami`]: the demo backend; [`sys`]: the only module with `unsafe`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod acceptor;
+pub mod access_log;
+pub mod config;
+pub mod conn;
+pub mod deadline;
+pub mod error;
+pub mod forward;
+pub mod host;
+pub mod http1;
+pub mod procman;
+pub mod routes;
+pub mod server;
+pub mod sys;
+pub mod tls;
+pub mod upstream;
+pub mod whoami;
+pub mod worker;
+pub mod x509;
