@@ -133,7 +133,7 @@ impl Checker {
             };
             if let Some(instances) = changed {
                 match &result {
-                    Ok(()) => log::info!("app {name}: healthy at {}", self.addr),
+                    Ok(()) => log::info!("app {name}: health check passed at {}", self.addr),
                     Err(why) => log::warn!("app {name}: unhealthy at {}: {why}", self.addr),
                 }
                 let _ = self.publish.send(Snapshot { instances });

@@ -153,6 +153,14 @@ impl RouteMap {
         self.hosts.get(host).cloned()
     }
 
+    /// Each app's current backend, by app name.
+    pub fn backends(&self) -> HashMap<Arc<str>, Option<SocketAddr>> {
+        self.hosts
+            .values()
+            .map(|r| (r.app.clone(), r.backend))
+            .collect()
+    }
+
     /// How many host names are routed.
     pub fn len(&self) -> usize {
         self.hosts.len()
@@ -222,7 +230,20 @@ pub fn spawn_resolver(
 fn install(routes: &SharedRoutes, snap: &Snapshot) {
     let map = Arc::new(RouteMap::from_snapshot(snap, Instant::now()));
     log::debug!("route map updated: {} host(s)", map.len());
-    *routes.write() = map;
+    let old = std::mem::replace(&mut *routes.write(), map.clone());
+    // Logged here, after the swap, so that "healthy at" means "taking traffic now":
+    // a client that waits for the line is routed to the instance.
+    let before = old.backends();
+    for (app, backend) in map.backends() {
+        let was = before.get(&app).copied().flatten();
+        match (was, backend) {
+            (was, Some(addr)) if was != Some(addr) => {
+                log::info!("app {app}: healthy at {addr}");
+            }
+            (Some(addr), None) => log::warn!("app {app}: stopped taking traffic at {addr}"),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! parked connections, let requests in flight finish within `shutdown_grace`, stop
 //! the process manager, flush the access log.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -17,15 +17,39 @@ use parking_lot::RwLock;
 
 use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
-use crate::config::Config;
+use crate::config::{AppRun, Config};
 use crate::procman;
-use crate::routes::{self, RouteMap, SharedRoutes};
+use crate::routes::{self, AppInstance, InstanceState, RouteMap, SharedRoutes, Snapshot};
 use crate::sys::{self, Signal};
 use crate::tls;
 use crate::worker::{self, Limits, Shared};
 
 /// How often the signal loop wakes to flush the access log.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Every configured app as one instance in the `Starting` state.
+fn starting_snapshot(config: &Config) -> Snapshot {
+    let instances = config
+        .apps
+        .iter()
+        .map(|app| AppInstance {
+            app: app.name.as_str().into(),
+            hosts: app.hosts.clone(),
+            addr: match &app.run {
+                AppRun::Upstream { addr } => *addr,
+                AppRun::Command { port, .. } => {
+                    SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)))
+                }
+            },
+            state: InstanceState::Starting,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            generation: 0,
+        })
+        .collect();
+    Snapshot { instances }
+}
 
 /// Runs the proxy until a shutdown signal. `Err` is a start-up failure, with the
 /// one-line reason (exit 1).
@@ -48,7 +72,10 @@ pub fn run(config: Config) -> Result<(), String> {
         AccessLog::open(&p.access_log).map_err(|e| format!("cannot open the access log: {e}"))?,
     );
 
-    let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(RouteMap::default())));
+    // Every configured host routes from the first request on (503 "starting" until
+    // its app is healthy, never a 404 for a configured host).
+    let initial = RouteMap::from_snapshot(&starting_snapshot(&config), Instant::now());
+    let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(initial)));
     let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
     let resolver = routes::spawn_resolver(snap_rx, routes.clone()).map_err(|e| e.to_string())?;
     let manager = procman::start(&config, snap_tx).map_err(|e| e.to_string())?;

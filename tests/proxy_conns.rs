@@ -1,0 +1,450 @@
+//! Connections over time: TLS versions and ALPN, keep-alive, pipelining, HTTP/1.0,
+//! backend connection reuse, plain HTTP on the TLS port, the deadlines that close
+//! silent and idle connections, the workers that silent and idle connections must not
+//! pin, the access log, and SIGTERM.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::ProtocolVersion;
+
+use crate::support::backend::{chunked_response, response};
+use crate::support::tls_client::{client_config, tcp_connect, PlainClient};
+use crate::support::{lock, Backend, Conf, Framing, Nexus, Reply, TlsClient, HELLO};
+
+/// How soon a new client must be served while others sit parked.
+const SERVED_WITHIN: Duration = Duration::from_secs(5);
+
+#[test]
+fn tls12_and_tls13_clients_are_served_with_http11_alpn() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::hello(backend.addr());
+    for (version, want) in [
+        (&rustls::version::TLS12, ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, ProtocolVersion::TLSv1_3),
+    ] {
+        let name = ServerName::try_from(HELLO).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = TlsClient::connect_with(nexus.port(), name, client_config(&[version]))
+            .unwrap_or_else(|e| panic!("{want:?} handshake: {e}"));
+        assert_eq!(c.tls().protocol_version(), Some(want));
+        assert_eq!(c.tls().alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(c.get(HELLO, "/").status(), 200);
+    }
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let backend = Backend::echo_target();
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    for i in 0..5 {
+        let r = c.get(HELLO, &format!("/req/{i}"));
+        assert_eq!(
+            (r.status(), r.text()),
+            (200, format!("GET /req/{i}")),
+            "{}",
+            r.summary()
+        );
+        assert!(!r.head.says_close());
+        assert_eq!(r.head.minor_version, 1, "{}", r.summary());
+    }
+    assert_eq!(backend.seen().len(), 5);
+}
+
+#[test]
+fn idle_backend_connection_is_reused() {
+    let backend = Backend::echo_target();
+    // One worker: the idle pool may be per worker, and this is about reuse, not about
+    // which worker picks the next request up.
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "1")
+            .app("hello", HELLO, backend.addr()),
+    );
+    let mut c = nexus.client(HELLO);
+    for i in 0..5 {
+        assert_eq!(c.get(HELLO, &format!("/{i}")).status(), 200);
+    }
+    let conns: std::collections::BTreeSet<usize> = backend.seen().iter().map(|s| s.conn).collect();
+    assert_eq!(
+        conns.len(),
+        1,
+        "sequential requests used backend connections {conns:?}"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let backend = Backend::echo_target();
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(
+        b"GET /one HTTP/1.1\r\nHost: hello.localhost\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 3\r\n\r\nabc\
+          GET /three HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+    );
+    for want in ["GET /one", "POST /two", "GET /three"] {
+        let r = c.response();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (200, want),
+            "{}",
+            r.summary()
+        );
+    }
+    let seen = backend.seen();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, ["/one", "/two", "/three"]);
+    assert_eq!(seen[1].body, b"abc");
+}
+
+#[test]
+fn http10_request_without_keep_alive_is_answered_then_closed() {
+    let backend = Backend::echo_target();
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"GET /ten HTTP/1.0\r\nHost: hello.localhost\r\n\r\n");
+    let r = c.response();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "GET /ten"),
+        "{}",
+        r.summary()
+    );
+    c.expect_closed();
+    let seen = backend.only();
+    assert_eq!(seen.minor_version, 1, "the backend should get HTTP/1.1");
+}
+
+#[test]
+fn http10_request_with_keep_alive_keeps_the_connection() {
+    let backend = Backend::echo_target();
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    for path in ["/first", "/second"] {
+        c.send(
+            format!(
+                "GET {path} HTTP/1.0\r\nHost: hello.localhost\r\nConnection: keep-alive\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let r = c.response();
+        assert_eq!(r.text(), format!("GET {path}"), "{}", r.summary());
+        assert!(
+            matches!(r.framing, Framing::Length(_)),
+            "a kept-alive HTTP/1.0 answer needs a Content-Length: {}",
+            r.summary()
+        );
+    }
+    assert_eq!(backend.seen().len(), 2);
+}
+
+#[test]
+fn http10_client_gets_a_chunked_backend_response_close_delimited() {
+    let backend = Backend::http(|_| Reply::keep(chunked_response(200, &[], &[b"abc", b"def"])));
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"GET / HTTP/1.0\r\nHost: hello.localhost\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    assert!(
+        !r.head.has("transfer-encoding"),
+        "chunked sent to an HTTP/1.0 client: {}",
+        r.summary()
+    );
+    assert_eq!(r.text(), "abcdef");
+    assert_eq!(r.framing, Framing::UntilClose, "{}", r.summary());
+}
+
+#[test]
+fn plain_http_on_the_tls_port_gets_no_http_answer() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = PlainClient::connect_plain(nexus.port());
+    c.set_read_timeout(Duration::from_secs(3));
+    c.send(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    // A TLS alert, a close, or silence until the timeout: anything but HTTP.
+    let (bytes, _end) = c.read_until_close();
+    assert!(
+        !bytes.starts_with(b"HTTP/"),
+        "plain HTTP got an HTTP answer: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(backend.seen().is_empty());
+    // And the port still serves TLS.
+    assert_eq!(nexus.client(HELLO).get(HELLO, "/").status(), 200);
+}
+
+#[test]
+fn silent_connections_and_idle_keep_alive_connections_do_not_starve_the_workers() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Twenty connections that send nothing, not even a ClientHello.
+    let silent: Vec<TcpStream> = (0..20).map(|_| tcp_connect(nexus.port())).collect();
+    // Twenty that finish a request and then sit idle, keep-alive.
+    let mut idle: Vec<TlsClient> = (0..20)
+        .map(|i| {
+            let mut c = nexus.client(HELLO);
+            let r = c.get(HELLO, &format!("/idle/{i}"));
+            assert_eq!(r.status(), 200, "idle client {i}: {}", r.summary());
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let mut fresh = nexus.client(HELLO);
+    fresh.set_read_timeout(SERVED_WITHIN);
+    let r = fresh.get(HELLO, "/fresh");
+    let took = started.elapsed();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "served"),
+        "{}",
+        r.summary()
+    );
+    assert!(took < SERVED_WITHIN, "a new client waited {took:?}");
+    // The parked connections are still alive and served when they speak again.
+    for c in idle.iter_mut().take(3) {
+        assert_eq!(c.get(HELLO, "/again").status(), 200);
+    }
+    drop(silent);
+}
+
+#[test]
+fn partial_handshakes_and_partial_heads_do_not_starve_the_workers() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Ten connections that stop half-way through their ClientHello.
+    let hello = client_hello_bytes();
+    let half: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = tcp_connect(nexus.port());
+            std::io::Write::write_all(&mut s, &hello[..hello.len() / 2])
+                .unwrap_or_else(|e| panic!("{e}"));
+            s
+        })
+        .collect();
+    // Ten that finish the handshake and stop half-way through a request head.
+    let partial: Vec<TlsClient> = (0..10)
+        .map(|_| {
+            let mut c = nexus.client(HELLO);
+            c.send(b"GET /never-finished HTTP/1.1\r\nHost: hel");
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let mut fresh = nexus.client(HELLO);
+    fresh.set_read_timeout(SERVED_WITHIN);
+    let r = fresh.get(HELLO, "/fresh");
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    assert!(took < SERVED_WITHIN, "a new client waited {took:?}");
+    assert!(backend.seen().iter().all(|s| s.path == "/fresh"));
+    drop((half, partial));
+}
+
+/// The first flight of a real TLS client, to send in part.
+fn client_hello_bytes() -> Vec<u8> {
+    let name = ServerName::try_from(HELLO).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = rustls::ClientConnection::new(client_config(rustls::ALL_VERSIONS), name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(out.len() > 100);
+    out
+}
+
+#[test]
+fn silent_connection_is_closed_after_the_handshake_timeout() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::start(&Conf::new().set("handshake_timeout", "1").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = PlainClient::connect_plain(nexus.port());
+    c.set_read_timeout(Duration::from_secs(8));
+    let started = Instant::now();
+    let bytes = c.expect_closed();
+    assert!(!bytes.starts_with(b"HTTP/"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn unfinished_request_head_is_closed_after_the_head_timeout() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::start(&Conf::new().set("head_timeout", "1").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    c.set_read_timeout(Duration::from_secs(8));
+    c.send(b"GET / HTTP/1.1\r\nHost: hel");
+    let started = Instant::now();
+    // A 408 before the close is fine; a hang is not.
+    let (bytes, end) = c.read_until_close();
+    assert!(
+        end.is_ok(),
+        "still open after {:?}: {end:?}",
+        started.elapsed()
+    );
+    assert!(
+        !bytes.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(backend.seen().is_empty());
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::start(&Conf::new().set("idle_timeout", "1").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    assert_eq!(c.get(HELLO, "/").status(), 200);
+    c.set_read_timeout(Duration::from_secs(8));
+    let started = Instant::now();
+    let bytes = c.expect_closed();
+    assert!(bytes.is_empty(), "{:?}", String::from_utf8_lossy(&bytes));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn access_log_line_is_written_for_each_request() {
+    let backend = Backend::ok("logged");
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    assert_eq!(c.get(HELLO, "/logged?x=1").status(), 200);
+    let needle = r#"hello.localhost "GET /logged?x=1" 200 "#;
+    let line = nexus.wait_log(needle, Duration::from_secs(5));
+    assert!(line.contains("127.0.0.1:"), "no client address in {line:?}");
+    let after = line.split(needle).nth(1).unwrap_or_default();
+    assert!(
+        after.split_whitespace().any(|w| w == "hello"),
+        "no app name after the status in {line:?}"
+    );
+    let mut other = nexus.client("nobody.test.localhost");
+    assert_eq!(other.get("nobody.test.localhost", "/nope").status(), 404);
+    nexus.wait_log(
+        r#"nobody.test.localhost "GET /nope" 404 "#,
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn sigterm_exits_0() {
+    let backend = Backend::ok("ok");
+    let mut nexus = Nexus::hello(backend.addr());
+    // An idle keep-alive connection is open while it shuts down.
+    let mut c = nexus.client(HELLO);
+    assert_eq!(c.get(HELLO, "/").status(), 200);
+    nexus.sigterm();
+    let status = nexus.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_exits_0() {
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let backend = Backend::http(move |_| {
+        let _ = lock(&gate).recv_timeout(Duration::from_secs(10));
+        Reply::keep(response(200, &[], b"finished"))
+    });
+    let mut nexus = Nexus::start(&Conf::new().set("shutdown_grace", "5").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    c.send(b"GET /slow HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    if backend.wait_seen(1, Duration::from_secs(10)).is_err() {
+        panic!(
+            "the request never reached the backend; nexushub answered {}",
+            c.response().summary()
+        );
+    }
+    nexus.sigterm();
+    wait_until_refused(nexus.port(), Duration::from_secs(3));
+    let _ = release.send(());
+    let r = c.response();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "finished"),
+        "{}",
+        r.summary()
+    );
+    let status = nexus.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
+}
+
+/// Waits (bounded) until the port refuses connections, the sign that shutdown began.
+/// Does not fail if it never does: the test's point is the request that finishes.
+fn wait_until_refused(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    let addr = ("127.0.0.1", port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next());
+    let Some(addr) = addr else { return };
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn access_log_file_has_the_lines_after_exit() {
+    let backend = Backend::ok("ok");
+    // A relative path: resolved against the config file's directory.
+    let mut nexus = Nexus::start(&Conf::new().set("access_log", "access.log").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    assert_eq!(c.get(HELLO, "/to-file").status(), 200);
+    drop(c);
+    nexus.sigterm();
+    let status = nexus.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
+    let path = nexus.dir().path().join("access.log");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path:?}: {e}\n{}", nexus.dump()));
+    assert!(
+        text.contains(r#"hello.localhost "GET /to-file" 200 "#),
+        "{text:?}"
+    );
+    assert!(
+        !nexus.dump().contains(r#""GET /to-file""#),
+        "the access line also went to stderr"
+    );
+}

@@ -1,0 +1,17 @@
+//! nexushub's integration tests: one test binary (ripgrep's layout) whose modules
+//! run the real `nexushub` binary against a real rustls client trusting the
+//! committed test CA (`tests/fixtures/`) and real backends on loopback port 0.
+//!
+//! Every test starts its own processes in its own temp dir, so they run in parallel;
+//! every socket has a read timeout and every wait a deadline. Shared helpers live in
+//! `support/`; `harness` tests those helpers without nexushub.
+
+mod support;
+
+mod cli;
+mod harness;
+mod proxy_bodies;
+mod proxy_conns;
+mod proxy_forwarding;
+mod proxy_status;
+mod whoami;
