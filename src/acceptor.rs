@@ -13,14 +13,14 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
-use crate::conn::{ClientConn, Phase, Slot};
+use crate::conn::{Census, ClientConn, Phase, Refusal, Slot};
 use crate::sys::{Epoll, Event, EventFd, Interest};
 
 /// Token of the listening socket in the epoll set.
@@ -79,6 +79,8 @@ pub struct AcceptorConfig {
     pub handshake_timeout: Duration,
     /// Most client connections held at once.
     pub max_connections: usize,
+    /// Most client connections held at once from one IP address.
+    pub max_connections_per_ip: usize,
 }
 
 struct Parked {
@@ -91,7 +93,7 @@ pub struct Acceptor {
     epoll: Epoll,
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     config: AcceptorConfig,
-    live: Arc<AtomicUsize>,
+    census: Arc<Census>,
     parked: HashMap<u64, Parked>,
     ready: VecDeque<ClientConn>,
     next_token: u64,
@@ -109,7 +111,7 @@ impl Acceptor {
         listener: TcpListener,
         tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
         config: AcceptorConfig,
-        live: Arc<AtomicUsize>,
+        census: Arc<Census>,
         dispatch: Sender<ClientConn>,
     ) -> io::Result<(Acceptor, AcceptorHandle)> {
         listener.set_nonblocking(true)?;
@@ -129,7 +131,7 @@ impl Acceptor {
                 epoll,
                 tls,
                 config,
-                live,
+                census,
                 parked: HashMap::new(),
                 ready: VecDeque::new(),
                 next_token: FIRST_CONN_TOKEN,
@@ -201,22 +203,19 @@ impl Acceptor {
                     return;
                 }
             };
-            let Some(slot) = Slot::acquire(&self.live, self.config.max_connections) else {
-                self.refused += 1;
-                let now = Instant::now();
-                if self
-                    .last_cap_warn
-                    .is_none_or(|t| now.duration_since(t) >= CAP_WARN_INTERVAL)
-                {
-                    log::warn!(
-                        "connection cap of {} reached: closing new connections ({} refused so far)",
-                        self.config.max_connections,
-                        self.refused
-                    );
-                    self.last_cap_warn = Some(now);
+            let slot = match Slot::acquire(
+                &self.census,
+                peer.ip(),
+                self.config.max_connections,
+                self.config.max_connections_per_ip,
+            ) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    // Closed at once, before any TLS work: the cheapest answer.
+                    drop(sock);
+                    self.note_refusal(refusal, peer);
+                    continue;
                 }
-                drop(sock);
-                continue;
             };
             if let Err(e) = sock
                 .set_nonblocking(true)
@@ -236,6 +235,31 @@ impl Acceptor {
             let deadline = Instant::now() + self.config.handshake_timeout;
             let conn = ClientConn::new(sock, tls, peer, deadline, slot);
             self.park(conn, Interest::Read);
+        }
+    }
+
+    fn note_refusal(&mut self, refusal: Refusal, peer: std::net::SocketAddr) {
+        self.refused += 1;
+        let now = Instant::now();
+        if self
+            .last_cap_warn
+            .is_some_and(|t| now.duration_since(t) < CAP_WARN_INTERVAL)
+        {
+            return;
+        }
+        self.last_cap_warn = Some(now);
+        match refusal {
+            Refusal::Total => log::warn!(
+                "connection cap of {} reached: closing new connections ({} refused so far)",
+                self.config.max_connections,
+                self.refused
+            ),
+            Refusal::PerIp => log::warn!(
+                "{}: per-address cap of {} connections reached: closing its new connections ({} refused so far)",
+                peer.ip(),
+                self.config.max_connections_per_ip,
+                self.refused
+            ),
         }
     }
 

@@ -32,6 +32,9 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSP
 pub const DEFAULT_WORKERS: usize = 64;
 /// Default `max_head_bytes`.
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Default `max_connections_per_ip`: a tenth of the total, so that one address
+/// flooding us cannot take every slot.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1000;
 /// Default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `start_timeout` of an app, in seconds.
@@ -53,6 +56,7 @@ const PROXY_KEYS: &[&str] = &[
     "shutdown_grace",
     "max_head_bytes",
     "max_connections",
+    "max_connections_per_ip",
     "access_log",
     "log_level",
 ];
@@ -111,6 +115,8 @@ pub struct ProxyConfig {
     pub max_head_bytes: usize,
     /// Client connections held at once, in every state.
     pub max_connections: usize,
+    /// Client connections held at once from one IP address (a README addition).
+    pub max_connections_per_ip: usize,
     /// Where access-log lines go.
     pub access_log: AccessLog,
     /// Log verbosity (`log_level`).
@@ -135,6 +141,7 @@ impl ProxyConfig {
             shutdown_grace: Duration::from_secs(10),
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             access_log: AccessLog::Stderr,
             log_level: log::LevelFilter::Info,
         }
@@ -609,6 +616,7 @@ fn proxy_value(cfg: &mut ProxyConfig, key: &str, value: &str, base: &Path) -> Re
         "shutdown_grace" => cfg.shutdown_grace = secs()?,
         "max_head_bytes" => cfg.max_head_bytes = whole(value, 1024, 1 << 20)?,
         "max_connections" => cfg.max_connections = whole(value, 1, 1_000_000)?,
+        "max_connections_per_ip" => cfg.max_connections_per_ip = whole(value, 1, 1_000_000)?,
         "access_log" => {
             cfg.access_log = match value {
                 "stderr" => AccessLog::Stderr,
@@ -875,6 +883,10 @@ mod tests {
     good!(default_max_head_bytes, proxy!(), |c| assert_eq!(
         c.proxy.max_head_bytes,
         32768
+    ));
+    good!(default_max_connections_per_ip, proxy!(), |c| assert_eq!(
+        c.proxy.max_connections_per_ip,
+        1000
     ));
     good!(default_max_connections, proxy!(), |c| assert_eq!(
         c.proxy.max_connections,

@@ -10,12 +10,14 @@
 //! whole value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rustls::ServerConnection;
 
 use crate::deadline::{self, Wait};
@@ -42,36 +44,73 @@ pub enum Phase {
     Head,
 }
 
-/// Counts live client connections; each [`ClientConn`] holds one slot and gives it
-/// back when dropped, whatever path (panic included) drops it.
+/// The live client connections, in total and per client IP address.
+#[derive(Debug, Default)]
+pub struct Census {
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a new connection was refused a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_connections` reached.
+    Total,
+    /// `max_connections_per_ip` reached for this address.
+    PerIp,
+}
+
+impl Census {
+    /// Connections held now.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection's place in the [`Census`]; given back when dropped, whatever
+/// path (panic included) drops it.
 #[derive(Debug)]
 pub struct Slot {
-    count: Arc<AtomicUsize>,
+    census: Arc<Census>,
+    ip: IpAddr,
 }
 
 impl Slot {
-    /// Takes a slot when fewer than `max` are taken.
-    pub fn acquire(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        let mut cur = count.load(Ordering::Relaxed);
-        loop {
-            if cur >= max {
-                return None;
-            }
-            match count.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => {
-                    return Some(Slot {
-                        count: count.clone(),
-                    })
-                }
-                Err(actual) => cur = actual,
-            }
+    /// Takes a slot for a connection from `ip` unless a cap is reached. Called at
+    /// accept only, so the per-IP lock is never on the request path.
+    pub fn acquire(
+        census: &Arc<Census>,
+        ip: IpAddr,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Result<Slot, Refusal> {
+        let mut per_ip = census.per_ip.lock();
+        if census.total.load(Ordering::Relaxed) >= max {
+            return Err(Refusal::Total);
         }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        census.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            census: census.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        let mut per_ip = self.census.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.census.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -344,5 +383,45 @@ impl ClientConn {
     /// a response was cut short (used when a backend dies mid-body).
     pub fn abort(self) {
         let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn per_ip_cap_leaves_room_for_other_addresses() {
+        let census = Arc::new(Census::default());
+        let a1 = Slot::acquire(&census, ip(1), 3, 2).expect("first");
+        let _a2 = Slot::acquire(&census, ip(1), 3, 2).expect("second");
+        assert_eq!(
+            Slot::acquire(&census, ip(1), 3, 2).err(),
+            Some(Refusal::PerIp)
+        );
+        let _b1 = Slot::acquire(&census, ip(2), 3, 2).expect("other address");
+        assert_eq!(
+            Slot::acquire(&census, ip(3), 3, 2).err(),
+            Some(Refusal::Total)
+        );
+        drop(a1);
+        assert_eq!(census.total(), 2);
+        assert!(Slot::acquire(&census, ip(1), 3, 2).is_ok());
+    }
+
+    #[test]
+    fn dropping_every_slot_empties_the_census() {
+        let census = Arc::new(Census::default());
+        let slots: Vec<Slot> = (0..5)
+            .filter_map(|i| Slot::acquire(&census, ip(i), 10, 10).ok())
+            .collect();
+        assert_eq!(census.total(), 5);
+        drop(slots);
+        assert_eq!(census.total(), 0);
+        assert!(census.per_ip.lock().is_empty());
     }
 }

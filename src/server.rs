@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
 use crate::config::{AppRun, Config};
+use crate::conn::Census;
 use crate::procman;
 use crate::routes::{self, AppInstance, InstanceState, RouteMap, SharedRoutes, Snapshot};
 use crate::sys::{self, Signal};
@@ -81,7 +82,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let manager = procman::start(&config, snap_tx).map_err(|e| e.to_string())?;
 
     let (dispatch_tx, dispatch_rx) = crossbeam_channel::bounded(p.workers);
-    let live = Arc::new(AtomicUsize::new(0));
+    let census = Arc::new(Census::default());
     let tls_config = Arc::new(RwLock::new(tls.config));
     let (acceptor, handle) = Acceptor::new(
         listener,
@@ -89,8 +90,9 @@ pub fn run(config: Config) -> Result<(), String> {
         AcceptorConfig {
             handshake_timeout: p.handshake_timeout,
             max_connections: p.max_connections,
+            max_connections_per_ip: p.max_connections_per_ip,
         },
-        live.clone(),
+        census.clone(),
         dispatch_tx,
     )
     .map_err(|e| format!("cannot set up the acceptor: {e}"))?;

@@ -329,3 +329,44 @@ pub fn signal_self_term() {
         libc::kill(libc::getpid(), libc::SIGTERM);
     }
 }
+
+/// Connects to `remote` from the local IPv4 address `local` (port 0: any port).
+/// std cannot bind before connecting; the tests use this to be "another client
+/// address" on loopback (127.0.0.2), and nexushub itself never needs it.
+pub fn connect_from(
+    local: std::net::Ipv4Addr,
+    remote: std::net::SocketAddrV4,
+) -> io::Result<std::net::TcpStream> {
+    fn sockaddr(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip.octets()),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+    // SAFETY: socket takes no pointers; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else; the
+    // OwnedFd closes it on every early return below.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let from = sockaddr(local, 0);
+    // SAFETY: `from` is a valid sockaddr_in for the call and `len` is its size.
+    let rc = unsafe { libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let to = sockaddr(*remote.ip(), remote.port());
+    // SAFETY: `to` is a valid sockaddr_in for the call and `len` is its size.
+    let rc = unsafe { libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::TcpStream::from(owned))
+}

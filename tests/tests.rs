@@ -13,5 +13,6 @@ mod harness;
 mod proxy_bodies;
 mod proxy_conns;
 mod proxy_forwarding;
+mod proxy_limits;
 mod proxy_status;
 mod whoami;

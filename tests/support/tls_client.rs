@@ -209,6 +209,26 @@ impl Client<TlsStream> {
             .unwrap_or_else(|e| panic!("TLS handshake with 127.0.0.1:{port} as {sni:?}: {e}"))
     }
 
+    /// Connects from the local loopback address `from` (e.g. 127.0.0.2), so that
+    /// nexushub sees another client address; the handshake error if any.
+    pub fn connect_from(from: Ipv4Addr, port: u16, sni: &str) -> io::Result<TlsClient> {
+        let sock = nexushub::sys::connect_from(
+            from,
+            std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+        )?;
+        sock.set_read_timeout(Some(READ_TIMEOUT))?;
+        sock.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let name = ServerName::try_from(sni.to_string()).map_err(io::Error::other)?;
+        let conn = ClientConnection::new(default_config(), name).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Client {
+            wire: Wire::new(stream),
+        })
+    }
+
     /// Connects naming the server by IP address, so no SNI is sent.
     pub fn connect_without_sni(port: u16) -> TlsClient {
         let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());

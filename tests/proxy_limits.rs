@@ -1,0 +1,96 @@
+//! Connection caps: `max_connections_per_ip` and `max_connections` close the
+//! excess at accept, and a flood from one address leaves room for the others.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::support::backend::Backend;
+use crate::support::nexus::{Conf, Nexus, HELLO};
+use crate::support::tls_client::{Client, TlsClient};
+
+const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Opens `n` keep-alive connections from `from`, each served once, then idle.
+fn idle_clients(nexus: &Nexus, from: Ipv4Addr, n: usize) -> Vec<TlsClient> {
+    (0..n)
+        .map(|i| {
+            let mut c = Client::connect_from(from, nexus.port(), HELLO)
+                .unwrap_or_else(|e| panic!("client {i} from {from}: {e}"));
+            let r = c.get(HELLO, &format!("/idle/{i}"));
+            assert_eq!(r.status(), 200, "client {i}: {}", r.summary());
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn flood_from_one_address_is_capped_and_another_address_is_served() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(&Conf::new().set("max_connections_per_ip", "4").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let _held = idle_clients(&nexus, FLOODER, 4);
+    // The fifth from the same address is closed at accept: no handshake.
+    let refused = Client::connect_from(FLOODER, nexus.port(), HELLO);
+    assert!(
+        refused.is_err(),
+        "a fifth connection from {FLOODER} was accepted"
+    );
+    nexus.wait_log(
+        "per-address cap of 4 connections reached",
+        Duration::from_secs(5),
+    );
+    // Another address still gets in and is served.
+    let mut other = Client::connect_from(OTHER, nexus.port(), HELLO)
+        .unwrap_or_else(|e| panic!("client from {OTHER}: {e}\n{}", nexus.dump()));
+    let r = other.get(HELLO, "/other");
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "served"),
+        "{}",
+        r.summary()
+    );
+}
+
+#[test]
+fn closing_a_connection_gives_its_slot_back() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(&Conf::new().set("max_connections_per_ip", "2").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut held = idle_clients(&nexus, FLOODER, 2);
+    assert!(Client::connect_from(FLOODER, nexus.port(), HELLO).is_err());
+    // Close one politely and wait (bounded) until nexushub has let it go.
+    held.pop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        match Client::connect_from(FLOODER, nexus.port(), HELLO) {
+            Ok(c) => break c,
+            // The close reaches nexushub asynchronously: poll, bounded.
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the slot never came back: {e}\n{}", nexus.dump()),
+        }
+    };
+    assert_eq!(again.get(HELLO, "/again").status(), 200);
+}
+
+#[test]
+fn total_cap_closes_the_excess_at_accept() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(&Conf::new().set("max_connections", "3").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let _held = idle_clients(&nexus, FLOODER, 2);
+    let _third = idle_clients(&nexus, OTHER, 1);
+    assert!(Client::connect_from(OTHER, nexus.port(), HELLO).is_err());
+    nexus.wait_log("connection cap of 3 reached", Duration::from_secs(5));
+}
