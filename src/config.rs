@@ -57,6 +57,8 @@ const PROXY_KEYS: &[&str] = &[
     "max_head_bytes",
     "max_connections",
     "max_connections_per_ip",
+    "min_data_rate",
+    "min_data_rate_grace",
     "access_log",
     "log_level",
 ];
@@ -117,6 +119,11 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Client connections held at once from one IP address (a README addition).
     pub max_connections_per_ip: usize,
+    /// Bytes per second a client must move, on average, while nexushub waits on
+    /// it for a request body or a response; 0 turns the check off (a README addition).
+    pub min_data_rate: u64,
+    /// Waiting allowed on a client before `min_data_rate` applies.
+    pub min_data_rate_grace: Duration,
     /// Where access-log lines go.
     pub access_log: AccessLog,
     /// Log verbosity (`log_level`).
@@ -142,6 +149,8 @@ impl ProxyConfig {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            min_data_rate: 1024,
+            min_data_rate_grace: Duration::from_secs(10),
             access_log: AccessLog::Stderr,
             log_level: log::LevelFilter::Info,
         }
@@ -617,6 +626,8 @@ fn proxy_value(cfg: &mut ProxyConfig, key: &str, value: &str, base: &Path) -> Re
         "max_head_bytes" => cfg.max_head_bytes = whole(value, 1024, 1 << 20)?,
         "max_connections" => cfg.max_connections = whole(value, 1, 1_000_000)?,
         "max_connections_per_ip" => cfg.max_connections_per_ip = whole(value, 1, 1_000_000)?,
+        "min_data_rate" => cfg.min_data_rate = whole(value, 0, 1 << 40)?,
+        "min_data_rate_grace" => cfg.min_data_rate_grace = secs()?,
         "access_log" => {
             cfg.access_log = match value {
                 "stderr" => AccessLog::Stderr,
@@ -884,6 +895,15 @@ mod tests {
         c.proxy.max_head_bytes,
         32768
     ));
+    good!(default_min_data_rate, proxy!(), |c| assert_eq!(
+        (c.proxy.min_data_rate, c.proxy.min_data_rate_grace),
+        (1024, secs(10.0))
+    ));
+    good!(
+        min_data_rate_off,
+        concat!(proxy!(), "min_data_rate = 0\n"),
+        |c| assert_eq!(c.proxy.min_data_rate, 0)
+    );
     good!(default_max_connections_per_ip, proxy!(), |c| assert_eq!(
         c.proxy.max_connections_per_ip,
         1000

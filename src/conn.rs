@@ -33,6 +33,15 @@ pub const LINGER: Duration = Duration::from_millis(500);
 /// Most bytes we read away while lingering.
 pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 
+/// The `min_data_rate` policy.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    /// Bytes per second; 0 is off.
+    pub bytes_per_sec: u64,
+    /// Waiting allowed before the rate applies.
+    pub grace: Duration,
+}
+
 /// Where the connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -190,6 +199,9 @@ pub struct ClientConn {
     pub registered: bool,
     /// Requests served so far.
     pub requests: u64,
+    /// Time spent waiting on this client (to read or to write) during the
+    /// current exchange; what `min_data_rate` is measured against.
+    pub waited: Duration,
     _slot: Slot,
 }
 
@@ -212,6 +224,7 @@ impl ClientConn {
             sni: None,
             registered: false,
             requests: 0,
+            waited: Duration::ZERO,
             _slot: slot,
         }
     }
@@ -326,9 +339,31 @@ impl ClientConn {
             match self.fill_nonblocking(cap)? {
                 Fill::Progress => return Ok(true),
                 Fill::Eof => return Ok(false),
-                Fill::WouldBlock => deadline::wait_ready(&self.sock, Interest::Read, deadline)?,
+                Fill::WouldBlock => self.wait(Interest::Read, deadline)?,
             }
         }
+    }
+
+    /// Waits for the socket, counting the time in `waited`.
+    fn wait(&mut self, interest: Interest, deadline: Instant) -> Result<(), ConnError> {
+        let started = Instant::now();
+        let res = deadline::wait_ready(&self.sock, interest, deadline);
+        self.waited += started.elapsed();
+        Ok(res?)
+    }
+
+    /// The deadline for the client's next read or write in an exchange that has
+    /// moved `moved` body bytes: `client_timeout` from now, or sooner when the
+    /// client is behind `min_data_rate` (after its grace) for the time we waited on it.
+    pub fn client_deadline(&self, timeout: Duration, rate: MinRate, moved: u64) -> Instant {
+        let now = Instant::now();
+        let gap = now + timeout;
+        if rate.bytes_per_sec == 0 {
+            return gap;
+        }
+        let allowed =
+            rate.grace + Duration::from_secs_f64(moved as f64 / rate.bytes_per_sec as f64);
+        gap.min(now + allowed.saturating_sub(self.waited))
     }
 
     /// Queues `data` for the client, flushing to the socket whenever rustls'
@@ -350,7 +385,7 @@ impl ClientConn {
             match self.tls.write_tls(&mut self.sock) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    deadline::wait_ready(&self.sock, Interest::Write, deadline)?
+                    self.wait(Interest::Write, deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ConnError::Io(e)),

@@ -253,7 +253,8 @@ fn send_body(
                 if left == 0 {
                     return Ok(());
                 }
-                let deadline = Instant::now() + limits.client_timeout;
+                let deadline =
+                    conn.client_deadline(limits.client_timeout, limits.min_rate, total - left);
                 if !conn
                     .fill_until(READ_CHUNK_BYTES, deadline)
                     .map_err(client_err)?
@@ -264,6 +265,7 @@ fn send_body(
         }
         BodyFraming::Chunked => {
             let mut decoder = http1::ChunkedDecoder::new(MAX_TRAILER_BYTES);
+            let mut received = 0u64;
             loop {
                 // Decode what is buffered, re-encoding into st.out.
                 st.out.clear();
@@ -287,6 +289,7 @@ fn send_body(
                     }
                 }
                 conn.buf.drain(..pos);
+                received += pos as u64;
                 if done {
                     st.out.extend_from_slice(http1::LAST_CHUNK);
                 }
@@ -301,7 +304,8 @@ fn send_body(
                 if conn.buf.len() > http1::MAX_CHUNK_LINE_BYTES + READ_CHUNK_BYTES {
                     return Err(SendError::BadBody(http1::ChunkError::LineTooLong));
                 }
-                let deadline = Instant::now() + limits.client_timeout;
+                let deadline =
+                    conn.client_deadline(limits.client_timeout, limits.min_rate, received);
                 let cap = conn.buf.len() + READ_CHUNK_BYTES;
                 if !conn.fill_until(cap, deadline).map_err(client_err)? {
                     return Err(client_err(ConnError::Closed));
@@ -403,7 +407,7 @@ fn stream_body(
     macro_rules! push {
         ($force:expr) => {
             if $force || st.out.len() >= OUT_FLUSH_BYTES {
-                let deadline = Instant::now() + limits.client_timeout;
+                let deadline = conn.client_deadline(limits.client_timeout, limits.min_rate, *sent);
                 conn.write_all(&st.out, deadline)
                     .and_then(|_| conn.flush(deadline))
                     .map_err(|e| client_err(e, *sent))?;

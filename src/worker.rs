@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::acceptor::AcceptorHandle;
 use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
-use crate::conn::{ClientConn, Fill, Handshake, Phase, READ_CHUNK_BYTES};
+use crate::conn::{ClientConn, Fill, Handshake, MinRate, Phase, READ_CHUNK_BYTES};
 use crate::error::ProxyError;
 use crate::forward::{self, Failure};
 use crate::http1::{self, BodyFraming, Request};
@@ -51,6 +51,8 @@ pub struct Limits {
     pub client_timeout: Duration,
     /// Largest request head.
     pub max_head_bytes: usize,
+    /// The slowest a client may be while we wait on it.
+    pub min_rate: MinRate,
 }
 
 impl Limits {
@@ -63,6 +65,10 @@ impl Limits {
             backend_timeout: p.backend_timeout,
             client_timeout: p.client_timeout,
             max_head_bytes: p.max_head_bytes,
+            min_rate: MinRate {
+                bytes_per_sec: p.min_data_rate,
+                grace: p.min_data_rate_grace,
+            },
         }
     }
 }
@@ -233,6 +239,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
 fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState) -> Next {
     let started = Instant::now();
     let _in_flight = InFlight::enter(&sh.in_flight);
+    conn.waited = Duration::ZERO;
     let closing = sh.closing.load(Ordering::Relaxed);
     if let Some(sni) = &conn.sni {
         if *sni != req.host {

@@ -94,3 +94,46 @@ fn total_cap_closes_the_excess_at_accept() {
     assert!(Client::connect_from(OTHER, nexus.port(), HELLO).is_err());
     nexus.wait_log("connection cap of 3 reached", Duration::from_secs(5));
 }
+
+#[test]
+fn request_body_slower_than_min_data_rate_is_cut_off() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("min_data_rate", "1000")
+            .set("min_data_rate_grace", "0.5")
+            .set("client_timeout", "30")
+            .app("hello", HELLO, backend.addr()),
+    );
+    let mut c = nexus.client(HELLO);
+    let started = std::time::Instant::now();
+    c.send(
+        format!("POST /slow HTTP/1.1\r\nHost: {HELLO}\r\nContent-Length: 100000\r\n\r\n")
+            .as_bytes(),
+    );
+    // 10 bytes every 100 ms is 100 B/s, a tenth of the minimum. Paced sends are
+    // the point of the test, bounded to 5 s; nexushub must give up well before
+    // client_timeout (30 s).
+    let mut cut = false;
+    for _ in 0..50 {
+        if c.try_send(&[b'x'; 10]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if nexus
+            .dump()
+            .contains("timed out while sending the request body")
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a 100 B/s body was not cut off\n{}", nexus.dump());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let rest = c.expect_closed();
+    assert!(
+        !rest.starts_with(b"HTTP/1.1 200"),
+        "got a response: {rest:?}"
+    );
+}
