@@ -86,6 +86,16 @@ pub fn exchange(
     closing: bool,
 ) -> Result<Done, Failure> {
     let has_body = !matches!(req.body, BodyFraming::None | BodyFraming::Length(0));
+    if req.body == BodyFraming::Chunked {
+        // Whatever of the body came with the head (an attack usually does) is
+        // checked before the backend sees a byte, so a framing error there is a
+        // 400 that never reaches the app. Errors further into a streamed body are
+        // still caught by the decoder below; the app then sees a cut request.
+        precheck_chunked(&conn.buf).map_err(|e| Failure::Answer {
+            error: ProxyError::RequestBody(e),
+            body_read: false,
+        })?;
+    }
     let mut body_sent = false;
     let mut continue_sent = false;
     let mut fresh_only = false;
@@ -203,6 +213,7 @@ pub fn exchange(
         st,
         status,
         &mut sent,
+        app,
     )?;
     if backend_reusable && clean {
         st.pool.put(backend);
@@ -222,6 +233,20 @@ fn backend_io(app: &Arc<str>, detail: String, body_read: bool) -> Failure {
         },
         body_read,
     }
+}
+
+/// Runs a throwaway decoder over the buffered start of a chunked body.
+fn precheck_chunked(buf: &[u8]) -> Result<(), http1::ChunkError> {
+    let mut decoder = http1::ChunkedDecoder::new(MAX_TRAILER_BYTES);
+    let mut pos = 0;
+    while pos < buf.len() {
+        let p = decoder.feed(&buf[pos..])?;
+        pos += p.consumed;
+        if p.done || p.consumed == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Streams the request body from the client to the backend: `Content-Length`
@@ -384,7 +409,8 @@ fn emit(out: &mut Vec<u8>, data: &[u8], framing: ClientFraming) {
 /// Streams the response body to the client. `st.out` holds the response head,
 /// `st.rbuf[start..]` the body bytes read with it. Returns whether the backend
 /// connection ended cleanly at the end of the body (reusable).
-#[allow(clippy::too_many_arguments)]
+// `push!(true)` at the end of a body also sets `pushed`, never read after it.
+#[allow(clippy::too_many_arguments, unused_assignments)]
 fn stream_body(
     conn: &mut ClientConn,
     be: &mut BackendConn,
@@ -395,6 +421,7 @@ fn stream_body(
     st: &mut WorkerState,
     status: u16,
     sent: &mut u64,
+    app: &Arc<str>,
 ) -> Result<bool, Failure> {
     let client_err = |e: ConnError, sent: u64| {
         abort(
@@ -403,10 +430,14 @@ fn stream_body(
             sent,
         )
     };
+    // Until the first push, nothing has reached the client, and a backend failure
+    // can still be answered with a 502; after it, the only honest answer is a cut.
+    let mut pushed = false;
     // Push st.out to the client when it is large enough (or `force`).
     macro_rules! push {
         ($force:expr) => {
             if $force || st.out.len() >= OUT_FLUSH_BYTES {
+                pushed = true;
                 let deadline = conn.client_deadline(limits.client_timeout, limits.min_rate, *sent);
                 conn.write_all(&st.out, deadline)
                     .and_then(|_| conn.flush(deadline))
@@ -415,13 +446,24 @@ fn stream_body(
             }
         };
     }
-    let backend_gone = |what: &str, sent: u64| {
-        abort(
-            format!("backend {what} in the middle of the response body"),
-            Some(status),
-            sent,
-        )
-    };
+    // The backend failed: a 502 if nothing was sent yet, else a cut.
+    macro_rules! backend_failed {
+        ($detail:expr) => {{
+            let detail: String = $detail;
+            if pushed {
+                abort(format!("backend {detail}"), Some(status), *sent)
+            } else {
+                st.out.clear();
+                Failure::Answer {
+                    error: ProxyError::BackendIo {
+                        app: app.clone(),
+                        detail,
+                    },
+                    body_read: true,
+                }
+            }
+        }};
+    }
 
     match body {
         ResponseBody::None => {
@@ -449,7 +491,9 @@ fn stream_body(
                 }
                 push!(false);
                 pos = 0;
-                read_more(be, st, 0, limits).map_err(|w| backend_gone(&w, *sent))?;
+                read_more(be, st, 0, limits).map_err(|w| {
+                    backend_failed!(format!("{w} in the middle of the response body"))
+                })?;
             }
         }
         ResponseBody::Chunked => {
@@ -460,11 +504,7 @@ fn stream_body(
                     let p = match decoder.feed(&st.rbuf[pos..]) {
                         Ok(p) => p,
                         Err(e) => {
-                            return Err(abort(
-                                format!("backend sent bad chunked framing: {e}"),
-                                Some(status),
-                                *sent,
-                            ))
+                            return Err(backend_failed!(format!("sent a bad chunked body: {e}")))
                         }
                     };
                     let (a, b) = (pos + p.data.start, pos + p.data.end);
@@ -487,17 +527,15 @@ fn stream_body(
                 }
                 push!(false);
                 if st.rbuf.len() - pos > http1::MAX_CHUNK_LINE_BYTES + MAX_TRAILER_BYTES {
-                    return Err(abort(
-                        "backend sent an overlong chunk line",
-                        Some(status),
-                        *sent,
-                    ));
+                    return Err(backend_failed!("sent an overlong chunk line".to_string()));
                 }
                 // Keep the undecoded tail (a partial chunk line) and read after it.
                 st.rbuf.drain(..pos);
                 pos = 0;
                 let keep = st.rbuf.len();
-                read_more(be, st, keep, limits).map_err(|w| backend_gone(&w, *sent))?;
+                read_more(be, st, keep, limits).map_err(|w| {
+                    backend_failed!(format!("{w} in the middle of the response body"))
+                })?;
             }
         }
         ResponseBody::UntilClose => {
@@ -517,7 +555,11 @@ fn stream_body(
                         push!(true);
                         return Ok(false);
                     }
-                    Err(w) => return Err(backend_gone(&w, *sent)),
+                    Err(w) => {
+                        return Err(backend_failed!(format!(
+                            "{w} in the middle of the response body"
+                        )))
+                    }
                 }
             }
         }
