@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 
@@ -27,6 +27,8 @@ use crate::worker::{self, Limits, Shared};
 
 /// How often the signal loop wakes to flush the access log.
 const TICK: Duration = Duration::from_secs(1);
+/// How often a certificate close to expiry is warned about again.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Every configured app as one instance in the `Starting` state.
 fn starting_snapshot(config: &Config) -> Snapshot {
@@ -117,7 +119,16 @@ pub fn run(config: Config) -> Result<(), String> {
         config.apps.len()
     );
 
+    let cert_path = p.cert.clone();
+    let not_after = tls.leaf.not_after;
+    let mut last_expiry_check = Instant::now();
     loop {
+        if last_expiry_check.elapsed() >= EXPIRY_CHECK_INTERVAL {
+            last_expiry_check = Instant::now();
+            if let Some(w) = tls::expiry_warning(&cert_path, not_after, SystemTime::now()) {
+                log::warn!("{w}");
+            }
+        }
         match sys::wait_signal(TICK) {
             Some(Signal::Term) | Some(Signal::Int) => break,
             Some(Signal::Hup) => {

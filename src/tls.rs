@@ -312,6 +312,28 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsSetup, TlsError> {
     load_at(cert, key, SystemTime::now())
 }
 
+/// The warning for a leaf that expires within [`EXPIRY_WARNING_DAYS`] of `now`
+/// (or has expired); `None` when it has longer. Run at start and daily.
+pub fn expiry_warning(path: &Path, not_after: SystemTime, now: SystemTime) -> Option<String> {
+    let Ok(remaining) = not_after.duration_since(now) else {
+        return Some(format!(
+            "{}: certificate expired on {}",
+            path.display(),
+            x509::format_rfc3339(not_after)
+        ));
+    };
+    if remaining >= Duration::from_secs(EXPIRY_WARNING_DAYS * SECS_PER_DAY) {
+        return None;
+    }
+    let days = remaining.as_secs() / SECS_PER_DAY;
+    Some(format!(
+        "{}: certificate expires in {days} day{} on {}",
+        path.display(),
+        if days == 1 { "" } else { "s" },
+        x509::format_rfc3339(not_after)
+    ))
+}
+
 /// Reads and checks `cert` (PEM, leaf first, then the chain) and `key` (PEM,
 /// PKCS#8, PKCS#1 or SEC1) as of `now`, and builds the server config: TLS 1.3 and
 /// 1.2 with the ring provider, no client auth, ALPN `http/1.1`, a session cache of
@@ -467,15 +489,8 @@ fn check_chain(
             })
         }
     };
-    if remaining < Duration::from_secs(EXPIRY_WARNING_DAYS * SECS_PER_DAY) {
-        let days = remaining.as_secs() / SECS_PER_DAY;
-        warnings.push(format!(
-            "{}: certificate expires in {days} day{} on {}",
-            path.display(),
-            if days == 1 { "" } else { "s" },
-            x509::format_rfc3339(leaf.not_after)
-        ));
-    }
+    let _ = remaining;
+    warnings.extend(expiry_warning(path, leaf.not_after, now));
     if leaf.dns_names.is_empty() && leaf.ip_addresses.is_empty() {
         warnings.push(format!(
             "{}: certificate has no subjectAltName: clients will refuse it for every name",
@@ -1156,5 +1171,20 @@ mod tests {
             matches!(error, rustls::Error::InvalidCertificate(_)),
             "{error}"
         );
+    }
+
+    #[test]
+    fn every_offered_suite_is_aead() {
+        // The provider `load` builds with. rustls has no TLS 1.0/1.1, no
+        // renegotiation and no compression at all; the suites are what to check.
+        let provider = rustls::crypto::ring::default_provider();
+        assert!(!provider.cipher_suites.is_empty());
+        for suite in &provider.cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                name.contains("_GCM_") || name.contains("CHACHA20_POLY1305"),
+                "non-AEAD suite offered: {name}"
+            );
+        }
     }
 }
