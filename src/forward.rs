@@ -193,13 +193,13 @@ pub fn exchange(
         }
     };
 
-    // The response head is in st.rbuf[..resp.head_len]; body bytes may follow it.
+    // The response head is st.rbuf.data()[..resp.head_len]; body bytes may follow.
     let framing = http1::client_framing(&resp, req.version);
     let keep_alive = req.keep_alive && framing != ClientFraming::Close && !closing;
     st.out.clear();
     http1::write_client_response_head(&mut st.out, &resp, framing, req.version, keep_alive);
     let status = resp.status;
-    let start = resp.head_len;
+    st.rbuf.consume(resp.head_len);
     let body = resp.body;
     let backend_reusable = resp.keep_alive;
     let mut sent = 0u64;
@@ -208,7 +208,6 @@ pub fn exchange(
         &mut backend,
         body,
         framing,
-        start,
         limits,
         st,
         status,
@@ -347,7 +346,8 @@ enum HeadError {
     Invalid(http1::ResponseError),
 }
 
-/// Reads the final response head into `st.rbuf`, skipping 1xx interim responses.
+/// Reads the final response head into `st.rbuf`, skipping 1xx interim
+/// responses. On success the head is `st.rbuf.data()[..head_len]`.
 fn read_response_head(
     be: &mut BackendConn,
     request_was_head: bool,
@@ -357,35 +357,34 @@ fn read_response_head(
     let deadline = Instant::now() + limits.backend_timeout;
     st.rbuf.clear();
     loop {
-        match http1::parse_response(&st.rbuf, MAX_RESPONSE_HEAD_BYTES, request_was_head) {
+        match http1::parse_response(st.rbuf.data(), MAX_RESPONSE_HEAD_BYTES, request_was_head) {
             Ok(Some(resp)) if (100..200).contains(&resp.status) => {
                 if resp.status == 101 {
                     // We never forward Upgrade, so a switch is a protocol error.
                     return Err(HeadError::Invalid(http1::ResponseError::UnexpectedUpgrade));
                 }
-                st.rbuf.drain(..resp.head_len);
+                st.rbuf.consume(resp.head_len);
                 continue;
             }
             Ok(Some(resp)) => return Ok(resp),
             Ok(None) => {}
             Err(e) => return Err(HeadError::Invalid(e)),
         }
-        let filled = st.rbuf.len();
-        st.rbuf.resize(filled + READ_CHUNK_BYTES, 0);
-        let res = deadline::read_some(&mut be.sock, &mut st.rbuf[filled..], deadline);
-        match res {
+        if st.rbuf.is_full() {
+            return Err(HeadError::Invalid(http1::ResponseError::HeadTooLarge));
+        }
+        let had = st.rbuf.len();
+        match st.rbuf.read_from(&mut be.sock, deadline) {
             Ok(0) => {
-                st.rbuf.truncate(filled);
-                return Err(HeadError::Closed(if filled == 0 {
+                return Err(HeadError::Closed(if had == 0 {
                     "closed the connection without answering".to_string()
                 } else {
                     "closed the connection in the middle of the response head".to_string()
                 }));
             }
-            Ok(n) => st.rbuf.truncate(filled + n),
+            Ok(_) => {}
             Err(Wait::TimedOut) => return Err(HeadError::TimedOut),
             Err(Wait::Io(e)) => {
-                st.rbuf.truncate(filled);
                 return Err(HeadError::Closed(format!("failed before answering: {e}")));
             }
         }
@@ -407,7 +406,7 @@ fn emit(out: &mut Vec<u8>, data: &[u8], framing: ClientFraming) {
 }
 
 /// Streams the response body to the client. `st.out` holds the response head,
-/// `st.rbuf[start..]` the body bytes read with it. Returns whether the backend
+/// `st.rbuf` the body bytes read with it. Returns whether the backend
 /// connection ended cleanly at the end of the body (reusable).
 // `push!(true)` at the end of a body also sets `pushed`, never read after it.
 #[allow(clippy::too_many_arguments, unused_assignments)]
@@ -416,7 +415,6 @@ fn stream_body(
     be: &mut BackendConn,
     body: ResponseBody,
     framing: ClientFraming,
-    start: usize,
     limits: &Limits,
     st: &mut WorkerState,
     status: u16,
@@ -467,18 +465,18 @@ fn stream_body(
 
     match body {
         ResponseBody::None => {
-            let clean = st.rbuf.len() == start;
+            let clean = st.rbuf.is_empty();
             push!(true);
             Ok(clean)
         }
         ResponseBody::Length(total) => {
             let mut left = total;
-            let mut pos = start;
             let mut clean = true;
             loop {
-                let avail = st.rbuf.len() - pos;
+                let avail = st.rbuf.len();
                 let take = (left.min(avail as u64)) as usize;
-                st.out.extend_from_slice(&st.rbuf[pos..pos + take]);
+                st.out.extend_from_slice(&st.rbuf.data()[..take]);
+                st.rbuf.consume(take);
                 *sent += take as u64;
                 left -= take as u64;
                 if avail > take {
@@ -490,34 +488,31 @@ fn stream_body(
                     return Ok(clean);
                 }
                 push!(false);
-                pos = 0;
-                read_more(be, st, 0, limits).map_err(|w| {
+                read_more(be, st, limits).map_err(|w| {
                     backend_failed!(format!("{w} in the middle of the response body"))
                 })?;
             }
         }
         ResponseBody::Chunked => {
             let mut decoder = http1::ChunkedDecoder::new(MAX_TRAILER_BYTES);
-            let mut pos = start;
             loop {
-                while pos < st.rbuf.len() {
-                    let p = match decoder.feed(&st.rbuf[pos..]) {
+                while !st.rbuf.is_empty() {
+                    let p = match decoder.feed(st.rbuf.data()) {
                         Ok(p) => p,
                         Err(e) => {
                             return Err(backend_failed!(format!("sent a bad chunked body: {e}")))
                         }
                     };
-                    let (a, b) = (pos + p.data.start, pos + p.data.end);
                     // Split borrow: rbuf is read, out is written.
                     let (rbuf, out) = (&st.rbuf, &mut st.out);
-                    emit(out, &rbuf[a..b], framing);
-                    *sent += (b - a) as u64;
-                    pos += p.consumed;
+                    emit(out, &rbuf.data()[p.data.clone()], framing);
+                    *sent += p.data.len() as u64;
+                    st.rbuf.consume(p.consumed);
                     if p.done {
                         if framing == ClientFraming::Chunked {
                             st.out.extend_from_slice(http1::LAST_CHUNK);
                         }
-                        let clean = pos == st.rbuf.len();
+                        let clean = st.rbuf.is_empty();
                         push!(true);
                         return Ok(clean);
                     }
@@ -526,73 +521,50 @@ fn stream_body(
                     }
                 }
                 push!(false);
-                if st.rbuf.len() - pos > http1::MAX_CHUNK_LINE_BYTES + MAX_TRAILER_BYTES {
+                if st.rbuf.len() > http1::MAX_CHUNK_LINE_BYTES + MAX_TRAILER_BYTES
+                    || st.rbuf.is_full()
+                {
                     return Err(backend_failed!("sent an overlong chunk line".to_string()));
                 }
-                // Keep the undecoded tail (a partial chunk line) and read after it.
-                st.rbuf.drain(..pos);
-                pos = 0;
-                let keep = st.rbuf.len();
-                read_more(be, st, keep, limits).map_err(|w| {
+                // The undecoded tail (a partial chunk line) stays; read after it.
+                read_more(be, st, limits).map_err(|w| {
                     backend_failed!(format!("{w} in the middle of the response body"))
                 })?;
             }
         }
-        ResponseBody::UntilClose => {
-            let mut pos = start;
-            loop {
-                let (rbuf, out) = (&st.rbuf, &mut st.out);
-                emit(out, &rbuf[pos..], framing);
-                *sent += (st.rbuf.len() - pos) as u64;
-                push!(false);
-                pos = 0;
-                match read_more(be, st, 0, limits) {
-                    Ok(()) => {}
-                    Err(w) if w == "closed" => {
-                        if framing == ClientFraming::Chunked {
-                            st.out.extend_from_slice(http1::LAST_CHUNK);
-                        }
-                        push!(true);
-                        return Ok(false);
+        ResponseBody::UntilClose => loop {
+            let (rbuf, out) = (&st.rbuf, &mut st.out);
+            emit(out, rbuf.data(), framing);
+            *sent += st.rbuf.len() as u64;
+            st.rbuf.clear();
+            push!(false);
+            match read_more(be, st, limits) {
+                Ok(()) => {}
+                Err(w) if w == "closed" => {
+                    if framing == ClientFraming::Chunked {
+                        st.out.extend_from_slice(http1::LAST_CHUNK);
                     }
-                    Err(w) => {
-                        return Err(backend_failed!(format!(
-                            "{w} in the middle of the response body"
-                        )))
-                    }
+                    push!(true);
+                    return Ok(false);
+                }
+                Err(w) => {
+                    return Err(backend_failed!(format!(
+                        "{w} in the middle of the response body"
+                    )))
                 }
             }
-        }
+        },
     }
 }
 
-/// Replaces `st.rbuf[keep..]` with fresh bytes from the backend (at least one).
-/// Errors are "closed", "timed out", or the socket error text.
-fn read_more(
-    be: &mut BackendConn,
-    st: &mut WorkerState,
-    keep: usize,
-    limits: &Limits,
-) -> Result<(), String> {
-    st.rbuf.truncate(keep);
-    st.rbuf.resize(keep + st.read_size, 0);
+/// Reads more bytes from the backend into `st.rbuf` (at least one), after the
+/// unconsumed ones. Errors are "closed", "timed out", or the socket error text.
+fn read_more(be: &mut BackendConn, st: &mut WorkerState, limits: &Limits) -> Result<(), String> {
     let deadline = Instant::now() + limits.backend_timeout;
-    match deadline::read_some(&mut be.sock, &mut st.rbuf[keep..], deadline) {
-        Ok(0) => {
-            st.rbuf.truncate(keep);
-            Err("closed".to_string())
-        }
-        Ok(n) => {
-            st.rbuf.truncate(keep + n);
-            Ok(())
-        }
-        Err(Wait::TimedOut) => {
-            st.rbuf.truncate(keep);
-            Err("timed out".to_string())
-        }
-        Err(Wait::Io(e)) => {
-            st.rbuf.truncate(keep);
-            Err(e.to_string())
-        }
+    match st.rbuf.read_from(&mut be.sock, deadline) {
+        Ok(0) => Err("closed".to_string()),
+        Ok(_) => Ok(()),
+        Err(Wait::TimedOut) => Err("timed out".to_string()),
+        Err(Wait::Io(e)) => Err(e.to_string()),
     }
 }

@@ -41,6 +41,7 @@ pub mod forward;
 pub mod host;
 pub mod http1;
 pub mod procman;
+pub mod readbuf;
 pub mod routes;
 pub mod server;
 pub mod sys;

@@ -9,6 +9,7 @@
 //! given back by `Slot`'s `Drop`) and the worker goes on.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,8 +25,9 @@ use crate::conn::{ClientConn, Fill, Handshake, MinRate, Phase, READ_CHUNK_BYTES}
 use crate::error::ProxyError;
 use crate::forward::{self, Failure};
 use crate::http1::{self, BodyFraming, Request};
+use crate::readbuf::ReadBuf;
 use crate::routes::{self, SharedRoutes};
-use crate::sys::Interest;
+use crate::sys::{self, Interest};
 use crate::upstream::Pool;
 
 /// Request bodies up to this size are read away when nexushub answers a request
@@ -33,6 +35,9 @@ use crate::upstream::Pool;
 pub const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
 /// Size of each read from a backend while streaming a response.
 pub const BACKEND_READ_BYTES: usize = 64 * 1024;
+/// How long a worker waits for the next request on a keep-alive connection
+/// before parking it (see `serve`). Chosen by measurement (benches/compare).
+pub const KEEPALIVE_LINGER: Duration = Duration::from_millis(2);
 /// Worker thread stack size.
 const WORKER_STACK_BYTES: usize = 256 * 1024;
 
@@ -53,6 +58,9 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// The slowest a client may be while we wait on it.
     pub min_rate: MinRate,
+    /// How long a worker waits for a keep-alive client's next request before
+    /// parking the connection.
+    pub keepalive_linger: Duration,
 }
 
 impl Limits {
@@ -69,6 +77,7 @@ impl Limits {
                 bytes_per_sec: p.min_data_rate,
                 grace: p.min_data_rate_grace,
             },
+            keepalive_linger: KEEPALIVE_LINGER,
         }
     }
 }
@@ -98,20 +107,17 @@ pub struct WorkerState {
     /// Idle backend connections.
     pub pool: Pool,
     /// Bytes read from the backend.
-    pub rbuf: Vec<u8>,
+    pub rbuf: ReadBuf,
     /// Bytes on their way out (to the backend or the client).
     pub out: Vec<u8>,
-    /// How much to read from a backend at once.
-    pub read_size: usize,
 }
 
 impl WorkerState {
     fn new(backend_idle_timeout: Duration) -> WorkerState {
         WorkerState {
             pool: Pool::new(backend_idle_timeout),
-            rbuf: Vec::with_capacity(BACKEND_READ_BYTES * 2),
+            rbuf: ReadBuf::new(BACKEND_READ_BYTES),
             out: Vec::with_capacity(BACKEND_READ_BYTES * 2),
-            read_size: BACKEND_READ_BYTES,
         }
     }
 }
@@ -140,7 +146,7 @@ fn run(rx: Receiver<ClientConn>, shared: Arc<Shared>) {
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(conn) => {
                 let peer = conn.peer;
-                let res = catch_unwind(AssertUnwindSafe(|| serve(conn, &shared, &mut state)));
+                let res = catch_unwind(AssertUnwindSafe(|| serve(conn, &shared, &mut state, &rx)));
                 if res.is_err() {
                     log::error!(
                         "{peer}: worker panicked while serving this connection; it was closed"
@@ -165,7 +171,7 @@ enum Next {
 }
 
 /// Serves a connection until it would block (then parks it) or ends.
-fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
+fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiver<ClientConn>) {
     if conn.phase == Phase::Handshake {
         match conn.drive_handshake() {
             Ok(Handshake::Done) => {
@@ -181,6 +187,10 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
         }
     }
     let max_head = sh.limits.max_head_bytes;
+    // Set after a response: the next request of a busy keep-alive client usually
+    // arrives within a round trip, and waiting that long here is cheaper than a
+    // trip through the acceptor (two thread wake-ups).
+    let mut may_linger = false;
     loop {
         match http1::parse_request(&conn.buf, max_head) {
             Ok(Some(req)) => {
@@ -190,6 +200,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
                     Next::KeepAlive => {
                         conn.phase = Phase::Idle;
                         conn.deadline = Instant::now() + sh.limits.idle_timeout;
+                        may_linger = true;
                     }
                     Next::Close { linger } => return conn.close(linger),
                     Next::Abort => return conn.abort(),
@@ -205,6 +216,20 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
                 Ok(Fill::WouldBlock) => {
                     if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
                         return conn.close(false);
+                    }
+                    // Only when no other connection is waiting for a worker.
+                    if may_linger
+                        && conn.buf.is_empty()
+                        && !sh.limits.keepalive_linger.is_zero()
+                        && queue.is_empty()
+                    {
+                        may_linger = false;
+                        let fd = conn.sock.as_raw_fd();
+                        if let Ok(true) =
+                            sys::poll_one(fd, Interest::Read, sh.limits.keepalive_linger)
+                        {
+                            continue;
+                        }
                     }
                     if conn.phase != Phase::Head && !conn.buf.is_empty() {
                         conn.phase = Phase::Head;
