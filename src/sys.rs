@@ -370,3 +370,313 @@ pub fn connect_from(
     }
     Ok(std::net::TcpStream::from(owned))
 }
+
+// ---------------------------------------------------------------------------
+// Child processes (used by `procman`): the pre-exec set-up of every app child,
+// its watchdog, exit detection without reaping, and process-group signals.
+// Everything that runs between fork and exec below is async-signal-safe: raw
+// libc calls on stack data, no allocation, no lock, no Rust runtime.
+// ---------------------------------------------------------------------------
+
+/// Creates the watchdog pipe: both ends close-on-exec and numbered 3 or above
+/// (so a child's stdio set-up can never land on them). nexushub holds the write
+/// end for its whole life and never writes: the read end reports end-of-file to
+/// the watchdogs exactly when nexushub is gone, however it died.
+pub fn watchdog_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just returned by the kernel and are owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+/// `fd` itself when it is 3 or above, else a close-on-exec duplicate that is
+/// (nexushub started with a closed stdin would otherwise get the pipe as fd 0).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd we own takes no pointers and returns a new fd.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: dup was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Installs the pre-exec set-up of an app child on `cmd` (see `procman`'s module
+/// doc): own process group, every signal unblocked, SIGKILL when the spawning
+/// thread dies (with the fork race checked), and a watchdog process forked into
+/// the child's group that SIGKILLs the group when nexushub (the writers of
+/// `watch_read`'s pipe) or the app's main process is gone. Spawn from a thread
+/// that lives as long as the children: the parent-death signal follows the
+/// spawning thread, not the process.
+pub fn set_child_setup(cmd: &mut std::process::Command, watch_read: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // Captured before the fork: the child compares its parent against it.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: `child_setup` and `watchdog` make raw
+    // libc calls (setpgid, prctl, getppid, getpid, fork, pthread_sigmask, dup2,
+    // close_range/close, getrlimit, signalfd, poll, read, kill, _exit) on stack
+    // data, allocate nothing (`io::Error::last_os_error` is an integer) and take
+    // no lock.
+    unsafe {
+        cmd.pre_exec(move || child_setup(parent, watch_read));
+    }
+}
+
+/// The pre-exec set-up itself. The steps that can fail come before the watchdog
+/// is forked; a watchdog whose parent dies anyway (a failed unblock or exec)
+/// sees it and kills what is left of the group, itself included.
+fn child_setup(parent: libc::pid_t, watch_read: RawFd) -> io::Result<()> {
+    // SAFETY: setpgid, prctl, getppid, getpid and _exit take no pointers. std has
+    // already put us in our own group (`process_group(0)`); doing it again here
+    // makes the watchdog's `kill(0, ...)` safe whatever std's order is.
+    unsafe {
+        if libc::setpgid(0, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent may have died between fork and prctl: then no signal
+        // will ever come, and we were reparented.
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+    }
+    // SAFETY: getpid takes no arguments.
+    let app = unsafe { libc::getpid() };
+    // SAFETY: fork in a single-threaded child is async-signal-safe; the new
+    // process runs only `watchdog`, which never returns.
+    match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        // SAFETY: we are the freshly forked watchdog; see `watchdog`.
+        0 => unsafe { watchdog(watch_read, app) },
+        _ => {}
+    }
+    // After the fork, so the watchdog never runs with signals unblocked (it
+    // blocks them all itself). Before exec, because a blocked mask survives
+    // exec and the app would ignore our SIGTERM.
+    unblock_signals()
+}
+
+/// The body of an app's watchdog process: a member of the app's process group
+/// and a child of its main process. It waits for one of two things, then
+/// SIGKILLs its whole group (itself included):
+/// - end-of-file on the watchdog pipe: nexushub is gone (even by SIGKILL);
+/// - the death of its parent (the app's main process), reported by a
+///   parent-death signal read through a signalfd, so that leftovers of an app
+///   whose start failed or whose main process ended are not orphaned.
+///
+/// It blocks every signal, so the SIGTERM of a normal stop leaves it watching
+/// until the stop's own SIGKILL of the group.
+///
+/// # Safety
+/// Call only in a freshly forked process. Raw libc calls on stack data only.
+unsafe fn watchdog(watch_read: RawFd, app: libc::pid_t) -> ! {
+    // SAFETY: raw libc calls on initialised stack data only. We are a fresh,
+    // single-threaded fork, so closing every other fd takes nothing from under
+    // another thread, and nothing here returns to Rust code that could use them.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        // Keep only the pipe's read end, as fd 0: every other inherited fd (the
+        // app's stdout and stderr pipes, the exec-status pipe of std's spawn, our
+        // sockets) must not be held open by us.
+        if watch_read != 0 && libc::dup2(watch_read, 0) < 0 {
+            libc::_exit(1);
+        }
+        close_from(1);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"nexushub-watch".as_ptr() as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+        let mut usr1: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut usr1);
+        libc::sigaddset(&mut usr1, libc::SIGUSR1);
+        let deathsig = libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGUSR1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+        // Without a signalfd we still watch the pipe.
+        let mut sigfd = if deathsig == 0 {
+            libc::signalfd(-1, &usr1, libc::SFD_CLOEXEC)
+        } else {
+            -1
+        };
+        if libc::getppid() == app {
+            loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: 0,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: sigfd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                let nfds: libc::nfds_t = if sigfd >= 0 { 2 } else { 1 };
+                if libc::poll(fds.as_mut_ptr(), nfds, -1) < 0 {
+                    if errno() == libc::EINTR {
+                        continue;
+                    }
+                    // Cannot watch: leave the app alone rather than kill it for our fault.
+                    libc::_exit(1);
+                }
+                if fds[0].revents != 0 {
+                    let mut byte = 0u8;
+                    let n = libc::read(0, (&mut byte as *mut u8).cast::<libc::c_void>(), 1);
+                    if n == 0 {
+                        break; // nexushub is gone
+                    }
+                    if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
+                        libc::_exit(1);
+                    }
+                }
+                if sigfd >= 0 && fds[1].revents != 0 {
+                    let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+                    let n = libc::read(
+                        sigfd,
+                        (&mut info as *mut libc::signalfd_siginfo).cast::<libc::c_void>(),
+                        std::mem::size_of::<libc::signalfd_siginfo>(),
+                    );
+                    // A signalfd that cannot be read would wake us forever: drop
+                    // it and watch the pipe alone.
+                    if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
+                        libc::close(sigfd);
+                        sigfd = -1;
+                    }
+                    // The signal also comes when only the parent's spawning thread
+                    // ended, or from someone's `kill`: only a new parent means death.
+                    if libc::getppid() != app {
+                        break;
+                    }
+                }
+            }
+        }
+        libc::kill(0, libc::SIGKILL);
+        libc::_exit(0)
+    }
+}
+
+/// The calling thread's errno. Async-signal-safe.
+fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the valid thread-local errno pointer.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Closes every fd from `first` up.
+///
+/// # Safety
+/// Only for a process about to become a watchdog: fds owned by Rust objects are
+/// closed under their feet.
+unsafe fn close_from(first: libc::c_uint) {
+    // SAFETY: close_range, getrlimit and close take no pointers but the valid
+    // rlimit struct; the caller guarantees no one else uses these fds.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.9 have no close_range: close one by one, up to the limit.
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 20)
+        } else {
+            1 << 16
+        };
+        let mut fd = libc::rlim_t::from(first);
+        while fd < max {
+            libc::close(fd as libc::c_int);
+            fd += 1;
+        }
+    }
+}
+
+/// Blocks until child `pid` has exited, without reaping it (`WNOWAIT`): the
+/// process stays a zombie, so its pid (and process-group id) cannot be reused
+/// until the owner of its `std::process::Child` waits for it. That makes
+/// signalling its group between exit and reaping safe.
+pub fn wait_exited(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: siginfo_t is plain data that waitid fills in; the struct is
+        // valid for the call.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The signals nexushub sends to an app's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSignal {
+    /// SIGTERM: please stop.
+    Term,
+    /// SIGKILL: stop now.
+    Kill,
+}
+
+/// Sends `signal` to the process group `pgid` (an app child's pid: each is the
+/// leader of its own group). Refuses pgid 0 and 1 and our own group, so a bug
+/// can never signal "every process" or nexushub itself. ESRCH (the group is
+/// already empty) is an error the caller may ignore.
+pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad process group id"))?;
+    // SAFETY: getpgrp takes no arguments.
+    if pgid == unsafe { libc::getpgrp() } {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal nexushub's own process group",
+        ));
+    }
+    let sig = match signal {
+        GroupSignal::Term => libc::SIGTERM,
+        GroupSignal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill takes no pointers; the negative pid names the process group
+    // `pgid`, which is above 1 and not ours.
+    if unsafe { libc::kill(-pgid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! One app process: the port it is given, how it is spawned (shell, directory,
+//! environment, process group, pre-exec set-up and watchdog, see the module doc
+//! of [`crate::procman`]), and how its end is described.
+//!
+//! No supervision here: the supervisor decides when to spawn and stop; this file
+//! knows how.
+
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::sys;
+
+/// The watchdog pipe (see the module doc): nexushub holds both ends for as long
+/// as it may have children; dropping this after the last child is reaped is fine.
+#[derive(Debug)]
+pub struct Watchdog {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl Watchdog {
+    /// Creates the pipe.
+    pub fn new() -> io::Result<Watchdog> {
+        let (read, write) = sys::watchdog_pipe()?;
+        Ok(Watchdog {
+            read,
+            _write: write,
+        })
+    }
+}
+
+/// A free loopback port, held (bound, not listening) until the spawn.
+#[derive(Debug)]
+pub struct PortHold {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl PortHold {
+    /// Asks the kernel for a free port on 127.0.0.1 and keeps it bound.
+    pub fn new() -> io::Result<PortHold> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        Ok(PortHold { listener, port })
+    }
+
+    /// The port held.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Lets the port go (just before the child that will bind it is spawned).
+    fn release(self) {
+        drop(self.listener);
+    }
+}
+
+/// What to run for one app instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The shell command line, run with `/bin/sh -c`.
+    pub command: &'a str,
+    /// Working directory; `None` keeps ours.
+    pub dir: Option<&'a Path>,
+    /// Extra environment, in order; `PORT` is set after it and wins.
+    pub env: &'a [(String, String)],
+    /// The value of `PORT`.
+    pub port: u16,
+}
+
+/// Spawns `launch` in its own process group with stdin from `/dev/null` and
+/// stdout and stderr piped (the caller must drain both), with the pre-exec
+/// set-up and watchdog of [`sys::set_child_setup`]. `hold`, if given, is
+/// released just before the fork. Call from the long-lived thread that will
+/// supervise the child: the child is SIGKILLed when that thread ends.
+pub fn spawn(
+    launch: &Launch<'_>,
+    watchdog: &Watchdog,
+    hold: Option<PortHold>,
+) -> io::Result<Child> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(launch.command);
+    if let Some(dir) = launch.dir {
+        cmd.current_dir(dir);
+    }
+    // How an app's command finds this very binary (`$NEXUSHUB whoami` in the
+    // demo); an `env = NEXUSHUB=...` line in the config overrides it.
+    if let Ok(exe) = std::env::current_exe() {
+        cmd.env("NEXUSHUB", exe);
+    }
+    for (key, value) in launch.env {
+        cmd.env(key, value);
+    }
+    cmd.env("PORT", launch.port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    sys::set_child_setup(&mut cmd, watchdog.read.as_raw_fd());
+    if let Some(hold) = hold {
+        hold.release();
+    }
+    cmd.spawn()
+}
+
+/// How a process ended, for logs and `last_exit`: "exit status 3",
+/// "killed by signal 9", "killed by signal 11 (core dumped)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit status {code}")
+    } else if let Some(sig) = status.signal() {
+        if status.core_dumped() {
+            format!("killed by signal {sig} (core dumped)")
+        } else {
+            format!("killed by signal {sig}")
+        }
+    } else {
+        format!("ended ({status})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procman::lines;
+    use std::process::ChildStdout;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn describe_exit_code() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(3 << 8)), "exit status 3");
+    }
+
+    #[test]
+    fn describe_exit_zero() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(0)), "exit status 0");
+    }
+
+    #[test]
+    fn describe_exit_signal() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "killed by signal 9");
+    }
+
+    #[test]
+    fn describe_exit_core_dump() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(0x80 | 11)),
+            "killed by signal 11 (core dumped)"
+        );
+    }
+
+    #[test]
+    fn port_hold_gives_a_port_that_is_free_after_release() {
+        let hold = PortHold::new().expect("hold");
+        let port = hold.port();
+        assert_ne!(port, 0);
+        hold.release();
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("rebind after release");
+    }
+
+    fn launch<'a>(command: &'a str, env: &'a [(String, String)]) -> Launch<'a> {
+        Launch {
+            command,
+            dir: None,
+            env,
+            port: 4242,
+        }
+    }
+
+    fn read_lines(out: impl io::Read) -> Vec<String> {
+        let mut v = Vec::new();
+        lines::pump(out, lines::MAX_LINE_BYTES, |l| {
+            v.push(String::from_utf8_lossy(l).into_owned())
+        })
+        .expect("pump");
+        v
+    }
+
+    /// Runs `command` to its end: (exit description, stdout lines, stderr lines).
+    fn run(l: &Launch<'_>) -> (String, Vec<String>, Vec<String>) {
+        let dog = Watchdog::new().expect("watchdog");
+        let mut child = spawn(l, &dog, None).expect("spawn");
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let errs = thread::spawn(move || read_lines(err));
+        let outs = read_lines(out);
+        let errs = errs.join().expect("stderr reader");
+        let status = child.wait().expect("wait");
+        (describe_exit(status), outs, errs)
+    }
+
+    #[test]
+    fn exit_status_and_output_are_captured() {
+        let (status, out, err) = run(&launch("echo hi; echo oops >&2; exit 3", &[]));
+        assert_eq!(status, "exit status 3");
+        assert_eq!(out, ["hi"]);
+        assert_eq!(err, ["oops"]);
+    }
+
+    #[test]
+    fn death_by_signal_is_captured() {
+        let (status, _, _) = run(&launch("kill -9 $$", &[]));
+        assert_eq!(status, "killed by signal 9");
+    }
+
+    #[test]
+    fn port_and_env_are_set_and_port_wins() {
+        let env = [
+            ("GREETING".to_string(), "hello there".to_string()),
+            ("PORT".to_string(), "1".to_string()),
+        ];
+        let (_, out, _) = run(&launch("echo \"$GREETING\"; echo \"$PORT\"", &env));
+        assert_eq!(out, ["hello there", "4242"]);
+    }
+
+    #[test]
+    fn dir_is_the_working_directory() {
+        let dir = std::env::temp_dir();
+        let l = Launch {
+            dir: Some(&dir),
+            ..launch("pwd -P", &[])
+        };
+        let (_, out, _) = run(&l);
+        let want = dir.canonicalize().expect("canonical temp dir");
+        assert_eq!(out, [want.to_string_lossy().into_owned()]);
+    }
+
+    #[test]
+    fn stdin_is_null() {
+        let (_, out, _) = run(&launch("cat; echo end", &[]));
+        assert_eq!(out, ["end"]);
+    }
+
+    #[test]
+    fn child_is_its_own_process_group_leader() {
+        // Field 5 of /proc/PID/stat is the process group (the name "(sh)" has no space).
+        let (_, out, _) = run(&launch("cut -d' ' -f5 /proc/$$/stat; echo $$", &[]));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], out[1]);
+    }
+
+    #[test]
+    fn signals_blocked_in_the_parent_are_unblocked_in_the_child() {
+        // Blocks SIGTERM/SIGINT/SIGHUP in this test thread only, as nexushub does
+        // in all of its threads; the child must start with an empty mask.
+        sys::block_signals().expect("block");
+        let (_, out, _) = run(&launch("grep -E '^SigBlk' /proc/self/status", &[]));
+        assert_eq!(out, ["SigBlk:\t0000000000000000"]);
+    }
+
+    #[test]
+    fn a_long_line_is_split() {
+        let (_, out, _) = run(&launch("head -c 40000 /dev/zero | tr '\\0' x; echo", &[]));
+        let sizes: Vec<usize> = out.iter().map(String::len).collect();
+        assert_eq!(sizes, [16384, 16384, 40000 - 2 * 16384]);
+    }
+
+    /// The third field of /proc/PID/stat: R, S, Z ...; None once it is gone.
+    fn proc_state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+    }
+
+    /// The live (not zombie) processes of process group `pgid`, from /proc.
+    fn live_members(pgid: u32) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    return false;
+                };
+                let Some((_, rest)) = stat.rsplit_once(") ") else {
+                    return false;
+                };
+                let f: Vec<&str> = rest.split(' ').collect();
+                f.len() > 2 && f[2] == pgid.to_string() && !matches!(f[0], "Z" | "X")
+            })
+            .collect()
+    }
+
+    /// Waits up to `limit` for every process of group `pgid` to be dead
+    /// (gone, or a zombie); returns those still alive.
+    fn wait_group_dead(pgid: u32, limit: Duration) -> Vec<u32> {
+        let end = Instant::now() + limit;
+        loop {
+            let left = live_members(pgid);
+            if left.is_empty() || Instant::now() >= end {
+                return left;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits up to `limit` for `pid` to be dead (gone, or a zombie).
+    fn wait_dead(pid: u32, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if matches!(proc_state(pid), None | Some('Z') | Some('X')) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn first_line(out: ChildStdout) -> u32 {
+        let mut first = None;
+        let reader = io::BufRead::lines(io::BufReader::new(out));
+        if let Some(Ok(line)) = reader.into_iter().next() {
+            first = line.trim().parse().ok();
+        }
+        first.expect("a pid on the first line")
+    }
+
+    #[test]
+    fn watchdog_kills_leftovers_when_the_main_process_exits() {
+        let dog = Watchdog::new().expect("watchdog");
+        let l = launch("sleep 30 & echo $!", &[]);
+        let mut child = spawn(&l, &dog, None).expect("spawn");
+        let pid = child.id();
+        let grandchild = first_line(child.stdout.take().expect("stdout"));
+        let status = child.wait().expect("wait");
+        assert_eq!(describe_exit(status), "exit status 0");
+        assert!(
+            wait_dead(grandchild, Duration::from_secs(5)),
+            "background sleep {grandchild} outlived its main process"
+        );
+        let left = wait_group_dead(pid, Duration::from_secs(5));
+        assert!(left.is_empty(), "group {pid} still has {left:?}");
+    }
+
+    #[test]
+    fn watchdog_kills_the_group_when_nexushub_is_gone() {
+        let dog = Watchdog::new().expect("watchdog");
+        let l = launch("sleep 30 & echo $!; sleep 30", &[]);
+        let mut child = spawn(&l, &dog, None).expect("spawn");
+        let pid = child.id();
+        let grandchild = first_line(child.stdout.take().expect("stdout"));
+        // Closing our ends of the pipe is what nexushub's death looks like to
+        // the watchdog.
+        drop(dog);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait().map(describe_exit));
+        });
+        let status = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the main process was not killed")
+            .expect("wait");
+        assert_eq!(status, "killed by signal 9");
+        assert!(
+            wait_dead(grandchild, Duration::from_secs(5)),
+            "background sleep {grandchild} survived"
+        );
+        let left = wait_group_dead(pid, Duration::from_secs(5));
+        assert!(left.is_empty(), "group {pid} still has {left:?}");
+    }
+
+    #[test]
+    fn watchdog_survives_sigterm_and_dies_with_the_group() {
+        let dog = Watchdog::new().expect("watchdog");
+        // The shell ignores TERM, so only our SIGKILL ends the group.
+        let l = launch("trap '' TERM; echo ready; sleep 30", &[]);
+        let mut child = spawn(&l, &dog, None).expect("spawn");
+        let pid = child.id();
+        let mut out = io::BufRead::lines(io::BufReader::new(child.stdout.take().expect("stdout")));
+        assert!(matches!(out.next(), Some(Ok(l)) if l == "ready"));
+        sys::signal_group(pid, sys::GroupSignal::Term).expect("term");
+        sys::signal_group(pid, sys::GroupSignal::Kill).expect("kill");
+        let status = child.wait().expect("wait");
+        assert_eq!(describe_exit(status), "killed by signal 9");
+        // Nothing of the group is left alive: its watchdog is gone too.
+        let left = wait_group_dead(pid, Duration::from_secs(5));
+        assert!(left.is_empty(), "group {pid} still has {left:?}");
+    }
+
+    #[test]
+    fn watchdog_holds_only_its_pipe_and_signalfd() {
+        let dog = Watchdog::new().expect("watchdog");
+        let mut child =
+            spawn(&launch("echo ready; exec sleep 30", &[]), &dog, None).expect("spawn");
+        let pid = child.id();
+        let mut out = io::BufRead::lines(io::BufReader::new(child.stdout.take().expect("stdout")));
+        assert!(matches!(out.next(), Some(Ok(l)) if l == "ready"));
+        let dogs: Vec<u32> = live_members(pid)
+            .into_iter()
+            .filter(|&p| p != pid)
+            .collect();
+        assert_eq!(dogs.len(), 1, "watchdogs in group {pid}: {dogs:?}");
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", dogs[0])).expect("comm");
+        assert_eq!(comm.trim(), "nexushub-watch");
+        // Its fds were closed before our spawn returned (it held the exec-status
+        // pipe); its signalfd may come a moment later.
+        let fd_count = || {
+            std::fs::read_dir(format!("/proc/{}/fd", dogs[0]))
+                .map(|d| d.count())
+                .unwrap_or(usize::MAX)
+        };
+        let end = Instant::now() + Duration::from_secs(2);
+        while fd_count() < 2 && Instant::now() < end {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            fd_count(),
+            2,
+            "the watchdog should hold its pipe and signalfd only"
+        );
+        sys::signal_group(pid, sys::GroupSignal::Kill).expect("kill");
+        child.wait().expect("wait");
+        let left = wait_group_dead(pid, Duration::from_secs(5));
+        assert!(left.is_empty(), "group {pid} still has {left:?}");
+    }
+
+    #[test]
+    fn a_missing_directory_fails_the_spawn() {
+        let dog = Watchdog::new().expect("watchdog");
+        let dir = Path::new("/nonexistent/nexushub-test");
+        let l = Launch {
+            dir: Some(dir),
+            ..launch("true", &[])
+        };
+        assert!(spawn(&l, &dog, None).is_err());
+    }
+}
