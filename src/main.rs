@@ -153,20 +153,15 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(listen) = args.listen {
-        config.proxy.listen = listen;
-    }
-    if let Some(cert) = args.cert {
-        config.proxy.cert = cert;
-    }
-    if let Some(key) = args.key {
-        config.proxy.key = key;
-    }
-    if let Some(n) = args.workers {
-        config.proxy.workers = n;
-    }
+    let overrides = server::Overrides {
+        listen: args.listen,
+        cert: args.cert,
+        key: args.key,
+        workers: args.workers,
+    };
+    overrides.apply(&mut config);
     init_logging(level_override.unwrap_or(config.proxy.log_level));
-    match server::run(config) {
+    match server::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -8,6 +8,7 @@
 //! the process manager, flush the access log.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -17,7 +18,7 @@ use parking_lot::RwLock;
 
 use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
-use crate::config::{AppRun, Config};
+use crate::config::{self, AppRun, Config};
 use crate::conn::Census;
 use crate::procman;
 use crate::routes::{self, AppInstance, InstanceState, RouteMap, SharedRoutes, Snapshot};
@@ -54,9 +55,41 @@ fn starting_snapshot(config: &Config) -> Snapshot {
     Snapshot { instances }
 }
 
+/// Command-line flags that override the config file, at start and on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+impl Overrides {
+    /// Applies the flags to a freshly read config.
+    pub fn apply(&self, config: &mut Config) {
+        let p = &mut config.proxy;
+        if let Some(listen) = self.listen {
+            p.listen = listen;
+        }
+        if let Some(cert) = &self.cert {
+            p.cert = cert.clone();
+        }
+        if let Some(key) = &self.key {
+            p.key = key.clone();
+        }
+        if let Some(n) = self.workers {
+            p.workers = n;
+        }
+    }
+}
+
 /// Runs the proxy until a shutdown signal. `Err` is a start-up failure, with the
-/// one-line reason (exit 1).
-pub fn run(config: Config) -> Result<(), String> {
+/// one-line reason (exit 1). `config` already has `overrides` applied.
+pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
     let p = &config.proxy;
     let tls = tls::load(&p.cert, &p.key).map_err(|e| e.to_string())?;
     for w in &tls.warnings {
@@ -85,10 +118,10 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let (dispatch_tx, dispatch_rx) = crossbeam_channel::bounded(p.workers);
     let census = Arc::new(Census::default());
-    let tls_config = Arc::new(RwLock::new(tls.config));
+    let tls_config = Arc::new(RwLock::new(tls.config.clone()));
     let (acceptor, handle) = Acceptor::new(
         listener,
-        tls_config,
+        tls_config.clone(),
         AcceptorConfig {
             handshake_timeout: p.handshake_timeout,
             max_connections: p.max_connections,
@@ -119,20 +152,23 @@ pub fn run(config: Config) -> Result<(), String> {
         config.apps.len()
     );
 
-    let cert_path = p.cert.clone();
-    let not_after = tls.leaf.not_after;
+    let mut running = Running {
+        config: config.clone(),
+        not_after: tls.leaf.not_after,
+    };
     let mut last_expiry_check = Instant::now();
     loop {
         if last_expiry_check.elapsed() >= EXPIRY_CHECK_INTERVAL {
             last_expiry_check = Instant::now();
-            if let Some(w) = tls::expiry_warning(&cert_path, not_after, SystemTime::now()) {
+            let cert = &running.config.proxy.cert;
+            if let Some(w) = tls::expiry_warning(cert, running.not_after, SystemTime::now()) {
                 log::warn!("{w}");
             }
         }
         match sys::wait_signal(TICK) {
             Some(Signal::Term) | Some(Signal::Int) => break,
             Some(Signal::Hup) => {
-                log::warn!("SIGHUP: configuration reload is not supported by this version; reopening the access log only");
+                reload(&mut running, &overrides, &tls_config, &manager);
                 access.reopen();
             }
             None => access.flush(),
@@ -163,9 +199,117 @@ pub fn run(config: Config) -> Result<(), String> {
     if left > 0 {
         log::warn!("shutdown grace period over: {left} request(s) cut off");
     }
-    manager.stop();
+    manager.shutdown(grace);
     drop(resolver);
     access.flush();
     log::info!("stopped");
     Ok(())
+}
+
+/// What a reload compares against.
+struct Running {
+    config: Config,
+    not_after: SystemTime,
+}
+
+/// SIGHUP: re-reads the config file and the certificate. A config or a
+/// certificate that does not load is refused whole (logged) and the running
+/// state kept. Otherwise the new certificate serves new connections (sessions
+/// and tickets stay valid: the cache and the ticketer carry over) and the process
+/// manager converges on the new apps. `[proxy]` settings other than the
+/// certificate, the key and the access log need a restart, which is logged.
+fn reload(
+    running: &mut Running,
+    overrides: &Overrides,
+    tls_config: &Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    manager: &procman::Manager,
+) {
+    let path = running.config.path.clone();
+    log::info!("SIGHUP: reloading {}", path.display());
+    let mut new = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload refused, running configuration kept: {e}");
+            return;
+        }
+    };
+    overrides.apply(&mut new);
+    let setup = match tls::load(&new.proxy.cert, &new.proxy.key) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("reload refused, running configuration kept: {e}");
+            return;
+        }
+    };
+    for w in &setup.warnings {
+        log::warn!("{w}");
+    }
+    {
+        let mut current = tls_config.write();
+        let mut fresh = (*setup.config).clone();
+        fresh.ticketer = current.ticketer.clone();
+        fresh.session_storage = current.session_storage.clone();
+        *current = Arc::new(fresh);
+    }
+    let (old, newp) = (&running.config.proxy, &new.proxy);
+    let needs_restart: Vec<&str> = [
+        ("listen", old.listen != newp.listen),
+        ("workers", old.workers != newp.workers),
+        (
+            "handshake_timeout",
+            old.handshake_timeout != newp.handshake_timeout,
+        ),
+        ("head_timeout", old.head_timeout != newp.head_timeout),
+        ("idle_timeout", old.idle_timeout != newp.idle_timeout),
+        (
+            "backend_connect_timeout",
+            old.backend_connect_timeout != newp.backend_connect_timeout,
+        ),
+        (
+            "backend_timeout",
+            old.backend_timeout != newp.backend_timeout,
+        ),
+        (
+            "backend_idle_timeout",
+            old.backend_idle_timeout != newp.backend_idle_timeout,
+        ),
+        ("client_timeout", old.client_timeout != newp.client_timeout),
+        ("max_head_bytes", old.max_head_bytes != newp.max_head_bytes),
+        (
+            "max_connections",
+            old.max_connections != newp.max_connections,
+        ),
+        (
+            "max_connections_per_ip",
+            old.max_connections_per_ip != newp.max_connections_per_ip,
+        ),
+        ("min_data_rate", old.min_data_rate != newp.min_data_rate),
+        (
+            "min_data_rate_grace",
+            old.min_data_rate_grace != newp.min_data_rate_grace,
+        ),
+        ("access_log", old.access_log != newp.access_log),
+        ("log_level", old.log_level != newp.log_level),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect();
+    if !needs_restart.is_empty() {
+        log::warn!(
+            "reload: [proxy] {} changed; kept as running until a restart",
+            needs_restart.join(", ")
+        );
+    }
+    // The running values stay in force for what needs a restart.
+    new.proxy.listen = old.listen;
+    new.proxy.workers = old.workers;
+    manager.reload(&new);
+    running.not_after = setup.leaf.not_after;
+    running.config = new;
+    log::info!(
+        "reloaded {}: certificate {} valid until {}",
+        path.display(),
+        running.config.proxy.cert.display(),
+        crate::x509::format_rfc3339(running.not_after)
+    );
 }
