@@ -8,6 +8,7 @@
 
 mod support;
 
+mod apps;
 mod cli;
 mod harness;
 mod proxy_bodies;

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod nexus;
 pub mod process;
+pub mod procfs;
 pub mod tls_client;
 pub mod wire;
 

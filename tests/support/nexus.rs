@@ -21,6 +21,9 @@ use super::{fixture, nexushub_bin, START_TIMEOUT};
 /// `*.test.localhost`.)
 pub const HELLO: &str = "hello.localhost";
 
+/// The config file's name in a [`Nexus`]'s directory.
+const CONFIG_FILE: &str = "nexushub.conf";
+
 /// A directory of its own under the system temp dir, removed on drop.
 #[derive(Debug)]
 pub struct TestDir {
@@ -65,11 +68,20 @@ impl Drop for TestDir {
     }
 }
 
+/// How an app in a [`Conf`] is reached: a running service, or a command nexushub runs.
+#[derive(Debug, Clone)]
+enum AppRun {
+    Upstream(SocketAddr),
+    Command(String),
+}
+
 #[derive(Debug, Clone)]
 struct AppConf {
     name: String,
     hosts: String,
-    upstream: SocketAddr,
+    run: AppRun,
+    /// Further `key = value` lines of the section (`env`, `health`, ...), in order.
+    keys: Vec<(String, String)>,
     wait_healthy: bool,
 }
 
@@ -117,7 +129,8 @@ impl Conf {
         self.apps.push(AppConf {
             name: name.into(),
             hosts: hosts.into(),
-            upstream,
+            run: AppRun::Upstream(upstream),
+            keys: Vec::new(),
             wait_healthy: true,
         });
         self
@@ -128,9 +141,45 @@ impl Conf {
         self.apps.push(AppConf {
             name: name.into(),
             hosts: hosts.into(),
-            upstream,
+            run: AppRun::Upstream(upstream),
+            keys: Vec::new(),
             wait_healthy: false,
         });
+        self
+    }
+
+    /// Adds `[app NAME]` with `hosts` and `command` (run by nexushub as `/bin/sh -c
+    /// COMMAND`, with `$PORT` and `$NEXUSHUB` set); start-up waits until it is healthy.
+    pub fn command_app(mut self, name: &str, hosts: &str, command: &str) -> Conf {
+        self.apps.push(AppConf {
+            name: name.into(),
+            hosts: hosts.into(),
+            run: AppRun::Command(command.into()),
+            keys: Vec::new(),
+            wait_healthy: true,
+        });
+        self
+    }
+
+    /// Adds a `key = value` line (`env`, `health`, `start_timeout`, ...) to the app
+    /// added last (panics if there is none).
+    pub fn app_key(mut self, key: &str, value: &str) -> Conf {
+        let app = self
+            .apps
+            .last_mut()
+            .unwrap_or_else(|| panic!("app_key({key:?}) before any app"));
+        app.keys.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Start-up does not wait for the app added last to become healthy (one that is
+    /// slow to start, crash-loops or never listens).
+    pub fn unwaited(mut self) -> Conf {
+        let app = self
+            .apps
+            .last_mut()
+            .unwrap_or_else(|| panic!("unwaited() before any app"));
+        app.wait_healthy = false;
         self
     }
 
@@ -141,10 +190,14 @@ impl Conf {
             s.push_str(&format!("{k} = {v}\n"));
         }
         for app in &self.apps {
-            s.push_str(&format!(
-                "\n[app {}]\nhosts = {}\nupstream = {}\n",
-                app.name, app.hosts, app.upstream
-            ));
+            s.push_str(&format!("\n[app {}]\nhosts = {}\n", app.name, app.hosts));
+            match &app.run {
+                AppRun::Upstream(addr) => s.push_str(&format!("upstream = {addr}\n")),
+                AppRun::Command(command) => s.push_str(&format!("command = {command}\n")),
+            }
+            for (k, v) in &app.keys {
+                s.push_str(&format!("{k} = {v}\n"));
+            }
         }
         s
     }
@@ -169,7 +222,7 @@ impl Nexus {
     /// As [`Nexus::start`], with extra command-line arguments after `--config FILE`.
     pub fn start_with_args(conf: &Conf, args: &[&str]) -> Nexus {
         let dir = TestDir::new("run");
-        let config = dir.write("nexushub.conf", &conf.render());
+        let config = dir.write(CONFIG_FILE, &conf.render());
         let mut cmd = Command::new(nexushub_bin());
         cmd.arg("run")
             .arg("--config")
@@ -177,7 +230,9 @@ impl Nexus {
             .args(args)
             .current_dir(dir.path());
         let proc = Proc::spawn(cmd);
-        let line = proc.wait_log("listening on 127.0.0.1:", START_TIMEOUT);
+        // Its own line, not an app's output: a `command` app running whoami logs
+        // `[INFO] [app] whoami listening on 127.0.0.1:PORT`, sometimes first.
+        let line = proc.wait_log("[INFO] listening on 127.0.0.1:", START_TIMEOUT);
         let port =
             parse_port(&line).unwrap_or_else(|| panic!("no port in {line:?}\n{}", proc.dump()));
         let nexus = Nexus { proc, port, dir };
@@ -217,9 +272,45 @@ impl Nexus {
         self.proc.dump()
     }
 
+    /// Every line it logged so far, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.proc.lines()
+    }
+
+    /// How many lines it logged so far: a mark for [`Nexus::wait_log_after`].
+    pub fn log_mark(&self) -> usize {
+        self.proc.line_count()
+    }
+
+    /// Waits for a log line containing `needle` among those logged after `mark`
+    /// lines; returns its index and the line (see [`Proc::wait_log_from`]).
+    pub fn wait_log_after(&self, mark: usize, needle: &str, within: Duration) -> (usize, String) {
+        self.proc.wait_log_from(mark, needle, within)
+    }
+
+    /// Overwrites its config file with `conf` (for a SIGHUP to pick up).
+    pub fn write_config(&self, conf: &Conf) {
+        self.write_config_text(&conf.render());
+    }
+
+    /// Overwrites its config file with `text`, valid or not.
+    pub fn write_config_text(&self, text: &str) {
+        self.dir.write(CONFIG_FILE, text);
+    }
+
+    /// Sends a signal by name (`HUP`, `KILL`, ...).
+    pub fn signal(&self, name: &str) {
+        self.proc.signal(name);
+    }
+
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         self.proc.signal("TERM");
+    }
+
+    /// Sends SIGHUP (reload the config file).
+    pub fn sighup(&self) {
+        self.proc.signal("HUP");
     }
 
     /// Waits for it to exit (panics after `within`).

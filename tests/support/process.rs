@@ -111,15 +111,33 @@ impl Proc {
         format!("{}\n--- output ---\n{}", self.what, self.lines().join("\n"))
     }
 
+    /// How many lines were captured so far.
+    pub fn line_count(&self) -> usize {
+        lock(&self.log.state).lines.len()
+    }
+
     /// Waits until a captured line contains `needle` (case-sensitive) and returns
     /// it; panics with the whole output when `within` runs out or the child closes
     /// its output without ever saying it.
     pub fn wait_log(&self, needle: &str, within: Duration) -> String {
+        self.wait_log_from(0, needle, within).1
+    }
+
+    /// As [`Proc::wait_log`], looking only at lines from index `from` on (to wait
+    /// for a line that repeats, such as one per restart); returns the line's index
+    /// too.
+    pub fn wait_log_from(&self, from: usize, needle: &str, within: Duration) -> (usize, String) {
         let deadline = Instant::now() + within;
         let mut state = lock(&self.log.state);
         loop {
-            if let Some((_, line)) = state.lines.iter().find(|(_, l)| l.contains(needle)) {
-                return line.clone();
+            let found = state
+                .lines
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, (_, l))| l.contains(needle));
+            if let Some((i, (_, line))) = found {
+                return (i, line.clone());
             }
             let now = Instant::now();
             if state.open_streams == 0 || now >= deadline {
@@ -129,7 +147,10 @@ impl Proc {
                     "timed out"
                 };
                 drop(state);
-                panic!("waiting for log line {needle:?}: {why}\n{}", self.dump());
+                panic!(
+                    "waiting for log line {needle:?} (from line {from} on): {why}\n{}",
+                    self.dump()
+                );
             }
             state = self
                 .log

@@ -209,6 +209,25 @@ impl Client<TlsStream> {
             .unwrap_or_else(|e| panic!("TLS handshake with 127.0.0.1:{port} as {sni:?}: {e}"))
     }
 
+    /// Connects to 127.0.0.1:`port` with SNI `sni` and a read timeout of `timeout`;
+    /// any failure (connect, handshake) as an error, never a panic, for client
+    /// loops that count failures.
+    pub fn try_connect(port: u16, sni: &str, timeout: Duration) -> io::Result<TlsClient> {
+        let name = ServerName::try_from(sni.to_string()).map_err(io::Error::other)?;
+        let sock = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        sock.set_read_timeout(Some(timeout))?;
+        sock.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let _ = sock.set_nodelay(true);
+        let conn = ClientConnection::new(default_config(), name).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Client {
+            wire: Wire::new(stream),
+        })
+    }
+
     /// Connects from the local loopback address `from` (e.g. 127.0.0.2), so that
     /// nexushub sees another client address; the handshake error if any.
     pub fn connect_from(from: Ipv4Addr, port: u16, sni: &str) -> io::Result<TlsClient> {
@@ -380,6 +399,31 @@ impl<S: Read + Write + Socket> Client<S> {
     pub fn get(&mut self, host: &str, path: &str) -> Response {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
         self.response()
+    }
+
+    /// Sends `GET path` for `host` (keep-alive) and reads the response; a failure
+    /// (a close, a timeout, bad framing) as text, never a panic.
+    pub fn try_get(&mut self, host: &str, path: &str) -> Result<Response, String> {
+        self.try_send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .map_err(|e| format!("sending GET {path}: {e}"))?;
+        let head = loop {
+            let head = self
+                .try_head()
+                .map_err(|e| format!("reading the response head: {e}"))?;
+            if !(100..200).contains(&head.status) {
+                break head;
+            }
+        };
+        let framing = head.framing("GET");
+        let mut body = Vec::new();
+        self.wire
+            .read_body(framing, &mut |b| body.extend_from_slice(b))
+            .map_err(|e| format!("reading the body of {:?}: {e}", head.raw))?;
+        Ok(Response {
+            head,
+            body,
+            framing,
+        })
     }
 
     /// Sends `method path` with a Content-Length body and reads the response.
