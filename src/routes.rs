@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -93,6 +94,9 @@ pub struct AppInstance {
     pub last_exit: Option<String>,
     /// Increases with every replacement; the newest healthy instance wins.
     pub generation: u64,
+    /// Requests being forwarded to it right now: counted by the workers, read
+    /// by the process manager to drain an instance before stopping it.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 /// Everything the process manager knows, published as one value.
@@ -113,6 +117,8 @@ pub struct Route {
     pub unavailable: String,
     /// `Retry-After` seconds for the 503.
     pub retry_after_secs: u64,
+    /// The chosen instance's in-flight counter.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 /// Host name -> route. Built whole by the resolver, never mutated in place.
@@ -140,6 +146,7 @@ impl RouteMap {
                 backend: healthy.then_some(inst.addr),
                 unavailable: inst.state.describe(now),
                 retry_after_secs: inst.state.retry_after_secs(now),
+                in_flight: inst.in_flight.clone(),
             });
             for host in &inst.hosts {
                 hosts.insert(host.clone(), route.clone());
@@ -260,6 +267,7 @@ mod tests {
             restarts: 0,
             last_exit: None,
             generation: gen,
+            in_flight: Arc::default(),
         }
     }
 

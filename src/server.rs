@@ -50,6 +50,7 @@ fn starting_snapshot(config: &Config) -> Snapshot {
             restarts: 0,
             last_exit: None,
             generation: 0,
+            in_flight: Arc::default(),
         })
         .collect();
     Snapshot { instances }

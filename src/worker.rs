@@ -289,6 +289,8 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
         };
         return answer_request(conn, &req, &err, started, &route.app, sh);
     };
+    // Counted per instance, so that a replaced one is stopped only once idle.
+    let _busy = InFlight::enter(&route.in_flight);
     match forward::exchange(conn, &req, &route.app, addr, &sh.limits, st, closing) {
         Ok(done) => {
             log_access(

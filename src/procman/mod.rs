@@ -27,7 +27,9 @@
 //!     after a NeverReady the next start shows NeverReady{new port} until it passes.
 //!
 //!  removed, replaced, shutdown ──> Stopping: out of the route map at once, SIGTERM
-//!  to its group after the drain (1 s; none at shutdown), SIGKILL shutdown_grace later.
+//!  to its group after the drain (1 s, longer while requests forwarded to it are
+//!  still being answered, up to shutdown_grace; none at shutdown), SIGKILL
+//!  shutdown_grace after the SIGTERM.
 //!  ("stopped" above: SIGTERM to the group now, SIGKILL shutdown_grace later.)
 //! ```
 //!
@@ -404,15 +406,27 @@ mod tests {
     #[test]
     fn shutdown_stops_and_reaps_every_child() {
         let (tx, rx) = crossbeam_channel::unbounded();
+        // The marker file says the trap is in place: a SIGTERM before that would
+        // end `stubborn` at once and make the grace unobservable.
+        let marker =
+            std::env::temp_dir().join(format!("nexushub-procman-stubborn-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
         let apps = format!(
-            "{}[app stubborn]\nhosts = stubborn.test\ncommand = trap '' TERM; echo up; while :; do sleep 1; done\n",
-            listening_app("web", "")
+            "{}[app stubborn]\nhosts = stubborn.test\ncommand = trap '' TERM; touch {}; while :; do sleep 1; done\n",
+            listening_app("web", ""),
+            marker.display()
         );
         let m = start(&config(&apps), tx).expect("start");
         let s = wait_for(&rx, WAIT, "both running", |s| {
             one(s, "web", |i| i.state == InstanceState::Healthy)
                 && one(s, "stubborn", |i| i.pid.is_some())
         });
+        let end = Instant::now() + WAIT;
+        while !marker.exists() {
+            assert!(Instant::now() < end, "stubborn never set its trap");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&marker);
         let pids: Vec<u32> = s.instances.iter().filter_map(|i| i.pid).collect();
         assert_eq!(pids.len(), 2);
         let started = Instant::now();

@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,11 @@ pub struct StopOrder {
     kill_at: Instant,
     termed: bool,
     killed: bool,
+    /// For a drain: SIGTERM waits while this counts requests in flight ...
+    busy: Option<Arc<AtomicUsize>>,
+    /// ... but not past this.
+    term_by: Instant,
+    grace: Duration,
 }
 
 impl StopOrder {
@@ -42,12 +48,32 @@ impl StopOrder {
             kill_at: term_at + grace,
             termed: false,
             killed: false,
+            busy: None,
+            term_by: term_at,
+            grace,
+        }
+    }
+
+    /// A drain: SIGTERM at `term_at` or, while `busy` counts requests in flight,
+    /// as soon as it is back to zero, but no later than `grace` after `term_at`.
+    pub fn draining(term_at: Instant, grace: Duration, busy: Arc<AtomicUsize>) -> StopOrder {
+        StopOrder {
+            busy: Some(busy),
+            term_by: term_at + grace,
+            ..StopOrder::new(term_at, grace)
         }
     }
 
     /// Sends the signals that are due to the group of `pid`.
     pub fn drive(&mut self, name: &str, pid: u32, now: Instant) {
         if !self.termed && now >= self.term_at {
+            let in_flight = self.busy.as_ref().map_or(0, |b| b.load(Ordering::SeqCst));
+            if in_flight > 0 && now < self.term_by {
+                // Requests are still being answered: look again shortly.
+                self.term_at = (now + DRAIN_POLL).min(self.term_by);
+                self.kill_at = self.term_at + self.grace;
+                return;
+            }
             self.termed = true;
             if let Err(e) = sys::signal_group(pid, GroupSignal::Term) {
                 log::debug!("app {name}: SIGTERM to group {pid}: {e}");
@@ -74,6 +100,9 @@ impl StopOrder {
         }
     }
 }
+
+/// How often a draining instance's in-flight count is looked at.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// A running process of an instance.
 #[derive(Debug)]
@@ -126,6 +155,8 @@ pub struct Slot {
     pub proc: Option<Proc>,
     /// Dropping it stops the health checker.
     pub checker: Option<Sender<()>>,
+    /// Requests being forwarded to it (counted by the workers through the route).
+    pub in_flight: Arc<AtomicUsize>,
     /// Healthy without a break since.
     pub healthy_since: Option<Instant>,
     /// Unhealthy without a break since.
@@ -158,6 +189,7 @@ impl Slot {
             run: 0,
             proc: None,
             checker: None,
+            in_flight: Arc::default(),
             healthy_since: None,
             unhealthy_since: None,
         }
@@ -187,6 +219,7 @@ impl Slot {
             restarts: self.attempts.saturating_sub(1),
             last_exit: self.last_exit.clone(),
             generation: self.generation,
+            in_flight: self.in_flight.clone(),
         }
     }
 
@@ -198,11 +231,19 @@ impl Slot {
         self.checker = None;
         self.state = InstanceState::Stopping;
         if let Some(p) = &mut self.proc {
-            let order = StopOrder::new(now + drain, grace);
+            let order = if drain.is_zero() {
+                StopOrder::new(now, grace)
+            } else {
+                StopOrder::draining(now + drain, grace, self.in_flight.clone())
+            };
             match &mut p.stop {
                 Some(stop) => {
                     stop.term_at = stop.term_at.min(order.term_at);
                     stop.kill_at = stop.kill_at.min(order.kill_at);
+                    if drain.is_zero() {
+                        // Hurried (shutdown, restart): no more waiting for requests.
+                        stop.busy = None;
+                    }
                 }
                 None => p.stop = Some(order),
             }

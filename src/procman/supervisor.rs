@@ -235,7 +235,7 @@ impl Supervisor {
                 note!(
                     self.notes,
                     log::Level::Info,
-                    "app {}: generation {} is healthy; draining generation {} for {} s",
+                    "app {}: generation {} is healthy; draining generation {} for {} s (longer while it still answers requests, up to shutdown_grace)",
                     s.name,
                     new.generation,
                     s.generation,
