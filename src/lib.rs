@@ -20,11 +20,12 @@
 //! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys.
 //! - [`acceptor`]: the epoll thread; [`conn`]: a client connection and its TLS I/O;
 //!   [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
-//!   connections and their pool; [`deadline`]: deadline-bounded socket I/O.
+//!   connections and their pool; [`deadline`]: deadline-bounded socket I/O;
+//!   [`readbuf`]: the workers' backend read buffer.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
-//!   manager's seam.
+//!   manager (children, health checks, restarts, reloads, the watchdog).
 //! - [`error`]: errors and the one function that turns them into statuses;
 //!   [`access_log`]: one line per request; [`server`]: `nexushub run`;
 //!   [`whoami`]: the demo backend; [`sys`]: the only module with `unsafe`.
