@@ -103,7 +103,8 @@ fn is_name_byte(b: u8) -> bool {
 pub fn normalize(raw: &str) -> Result<String, HostError> {
     let auth = split(raw)?;
     let name = auth.name.strip_suffix('.').unwrap_or(auth.name);
-    if name.is_empty() || name.starts_with('.') || name.contains("..") {
+    // Checked after stripping one dot: "a.." must not become the key "a.".
+    if name.is_empty() || name.starts_with('.') || name.ends_with('.') || name.contains("..") {
         return Err(if name.is_empty() {
             HostError::Empty
         } else {
@@ -139,6 +140,15 @@ mod tests {
         assert_eq!(normalize("[zz]"), Err(HostError::BadIpv6));
         assert_eq!(normalize("[::1]x"), Err(HostError::BadByte));
     }
+    /// Found by the normalize_host fuzz target: "a.." normalised to "a.", a
+    /// routing key with a trailing dot, and not idempotent.
+    #[test]
+    fn regression_trailing_double_dot() {
+        assert_eq!(normalize("a.."), Err(HostError::BadByte));
+        assert_eq!(normalize("a.example..:443"), Err(HostError::BadByte));
+        assert_eq!(normalize("a.").as_deref(), Ok("a"));
+    }
+
     #[test]
     fn rejects() {
         assert_eq!(normalize(""), Err(HostError::Empty));

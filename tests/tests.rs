@@ -10,6 +10,8 @@ mod support;
 
 mod apps;
 mod cli;
+mod fuzz_seeds;
+mod fuzz_seeds;
 mod harness;
 mod proxy_bodies;
 mod proxy_conns;
