@@ -11,7 +11,6 @@ mod support;
 mod apps;
 mod cli;
 mod fuzz_seeds;
-mod fuzz_seeds;
 mod harness;
 mod proxy_bodies;
 mod proxy_conns;
