@@ -18,10 +18,10 @@ use parking_lot::RwLock;
 
 use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
-use crate::config::{self, AppRun, Config};
+use crate::config::{self, Config};
 use crate::conn::Census;
 use crate::procman;
-use crate::routes::{self, AppInstance, InstanceState, RouteMap, SharedRoutes, Snapshot};
+use crate::routes::{self, RouteMap, SharedRoutes};
 use crate::sys::{self, Signal};
 use crate::tls;
 use crate::worker::{self, Limits, Shared};
@@ -30,31 +30,6 @@ use crate::worker::{self, Limits, Shared};
 const TICK: Duration = Duration::from_secs(1);
 /// How often a certificate close to expiry is warned about again.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-
-/// Every configured app as one instance in the `Starting` state.
-fn starting_snapshot(config: &Config) -> Snapshot {
-    let instances = config
-        .apps
-        .iter()
-        .map(|app| AppInstance {
-            app: app.name.as_str().into(),
-            hosts: app.hosts.clone(),
-            addr: match &app.run {
-                AppRun::Upstream { addr } => *addr,
-                AppRun::Command { port, .. } => {
-                    SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)))
-                }
-            },
-            state: InstanceState::Starting,
-            pid: None,
-            restarts: 0,
-            last_exit: None,
-            generation: 0,
-            in_flight: Arc::default(),
-        })
-        .collect();
-    Snapshot { instances }
-}
 
 /// Command-line flags that override the config file, at start and on every reload.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +86,7 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
 
     // Every configured host routes from the first request on (503 "starting" until
     // its app is healthy, never a 404 for a configured host).
-    let initial = RouteMap::from_snapshot(&starting_snapshot(&config), Instant::now());
+    let initial = RouteMap::from_snapshot(&procman::starting_snapshot(&config), Instant::now());
     let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(initial)));
     let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
     let resolver = routes::spawn_resolver(snap_rx, routes.clone()).map_err(|e| e.to_string())?;

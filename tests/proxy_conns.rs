@@ -3,10 +3,9 @@
 //! silent and idle connections, the workers that silent and idle connections must not
 //! pin, the access log, and SIGTERM.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
@@ -391,7 +390,7 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits_0() {
         );
     }
     nexus.sigterm();
-    wait_until_refused(nexus.port(), Duration::from_secs(3));
+    nexus.wait_log("shutting down: no new connections", Duration::from_secs(3));
     let _ = release.send(());
     let r = c.response();
     assert_eq!(
@@ -402,23 +401,6 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits_0() {
     );
     let status = nexus.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
-}
-
-/// Waits (bounded) until the port refuses connections, the sign that shutdown began.
-/// Does not fail if it never does: the test's point is the request that finishes.
-fn wait_until_refused(port: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    let addr = ("127.0.0.1", port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next());
-    let Some(addr) = addr else { return };
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

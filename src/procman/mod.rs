@@ -151,6 +151,20 @@ pub use supervisor::DRAIN_DELAY;
 
 use supervisor::{Event, Supervisor};
 
+/// Every configured app as one instance in the `Starting` state: the route map
+/// to serve with before the manager's first snapshot arrives (a configured host
+/// is then a 503 "starting", never a 404).
+pub fn starting_snapshot(config: &Config) -> Snapshot {
+    let now = std::time::Instant::now();
+    let instances = config
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(i, app)| slot::Slot::new(i as u64, app, 1, now).instance())
+        .collect();
+    Snapshot { instances }
+}
+
 /// The running process manager. Dropping it shuts it down with the config's
 /// `shutdown_grace`, like [`Manager::stop`].
 #[derive(Debug)]
