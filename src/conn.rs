@@ -51,6 +51,9 @@ pub enum Phase {
     Idle,
     /// Part of a request head has arrived.
     Head,
+    /// An exchange waits on the client: a request body that has not arrived, or
+    /// a response the client has not read (`ClientConn::exchange` holds it).
+    Exchange,
 }
 
 /// The live client connections, in total and per client IP address.
@@ -202,6 +205,10 @@ pub struct ClientConn {
     /// Time spent waiting on this client (to read or to write) during the
     /// current exchange; what `min_data_rate` is measured against.
     pub waited: Duration,
+    /// The exchange in progress while the connection is parked in it.
+    pub exchange: Option<Box<crate::forward::Exchange>>,
+    /// When the connection was parked in its exchange (for `waited`).
+    pub parked_at: Option<Instant>,
     _slot: Slot,
 }
 
@@ -225,6 +232,8 @@ impl ClientConn {
             registered: false,
             requests: 0,
             waited: Duration::ZERO,
+            exchange: None,
+            parked_at: None,
             _slot: slot,
         }
     }
@@ -317,6 +326,11 @@ impl ClientConn {
                         // the next flush sends the rest.
                         let _ = self.tls.write_tls(&mut self.sock);
                     }
+                    // One read usually brings all the socket had: let the caller look
+                    // at it before paying for a read that would only say EAGAIN.
+                    if self.buf.len() > before {
+                        return Ok(Fill::Progress);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(if self.buf.len() > before {
@@ -377,6 +391,37 @@ impl ClientConn {
             }
         }
         Ok(())
+    }
+
+    /// Hands `data` to rustls and sends what the socket takes now, without
+    /// blocking. Returns how many bytes of `data` rustls took and whether
+    /// everything queued reached the socket; when it did not, the rest waits in
+    /// rustls (and the untaken tail of `data` with the caller) until the socket
+    /// is writable.
+    pub fn send_nonblocking(&mut self, data: &[u8]) -> Result<(usize, bool), ConnError> {
+        let mut taken = 0;
+        // Bounded: each round takes bytes into rustls or empties its buffer.
+        for _ in 0..(data.len() / 1024 + 64) {
+            if taken < data.len() {
+                taken += self
+                    .tls
+                    .writer()
+                    .write(&data[taken..])
+                    .map_err(ConnError::Io)?;
+            }
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((taken, false)),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+            if taken == data.len() {
+                return Ok((taken, true));
+            }
+        }
+        Ok((taken, false))
     }
 
     /// Sends everything rustls has queued, waiting for the socket until the deadline.

@@ -3,13 +3,13 @@
 //! untrusted bytes.
 //!
 //! ```text
-//!                       ┌──────────── acceptor thread (epoll) ────────────┐
-//!  client ──TCP/TLS──>  │ listening socket + parked connections           │
-//!                       │ (handshaking, or idle between requests)         │
-//!                       └───────┬──────────────────────────▲──────────────┘
-//!                   readable:   │ bounded channel          │ would block: park again
-//!                               ▼                          │
-//!                       worker pool (N threads) ── request head complete ──> blocking exchange
+//!                       ┌── acceptor thread ──┐   ┌──── park set (one epoll set) ────┐
+//!  client ──TCP/TLS──>  │ accept, caps, TLS   │──>│ handshaking, partial head, idle, │
+//!                       │ state; deadline     │   │ exchange waiting on the client   │
+//!                       │ sweep               │   └────┬─────────────────────▲───────┘
+//!                       └─────────────────────┘ ready: │ one idle worker     │ would block:
+//!                                                woken ▼ per event           │ park again
+//!                       worker pool (N threads) ── request head complete ──> exchange
 //!                         │ read lock                          HTTP/1.1 ──> app on 127.0.0.1:PORT
 //!                  route map  RwLock<host -> route>            (idle backend connections reused)
 //!                         ▲ write lock on change
@@ -18,8 +18,9 @@
 //!
 //! Where each part lives:
 //! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys.
-//! - [`acceptor`]: the epoll thread; [`conn`]: a client connection and its TLS I/O;
-//!   [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
+//! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
+//!   shared epoll set where connections wait and idle workers wait for them;
+//!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
 //!   connections and their pool; [`deadline`]: deadline-bounded socket I/O;
 //!   [`readbuf`]: the workers' backend read buffer.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
@@ -41,6 +42,7 @@ pub mod error;
 pub mod forward;
 pub mod host;
 pub mod http1;
+pub mod park;
 pub mod procman;
 pub mod readbuf;
 pub mod routes;

@@ -58,6 +58,15 @@ impl ReadBuf {
         }
     }
 
+    /// Replaces the contents with `bytes` (at most the capacity): how a parked
+    /// exchange gives back the backend bytes it had not framed yet.
+    pub fn restore(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.data.len());
+        self.data[..n].copy_from_slice(&bytes[..n]);
+        self.start = 0;
+        self.end = n;
+    }
+
     /// Forgets every byte.
     pub fn clear(&mut self) {
         self.start = 0;

@@ -20,6 +20,7 @@ use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
 use crate::config::{self, Config};
 use crate::conn::Census;
+use crate::park::ParkSet;
 use crate::procman;
 use crate::routes::{self, RouteMap, SharedRoutes};
 use crate::sys::{self, Signal};
@@ -92,10 +93,11 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
     let resolver = routes::spawn_resolver(snap_rx, routes.clone()).map_err(|e| e.to_string())?;
     let manager = procman::start(&config, snap_tx).map_err(|e| e.to_string())?;
 
-    let (dispatch_tx, dispatch_rx) = crossbeam_channel::bounded(p.workers);
     let census = Arc::new(Census::default());
     let tls_config = Arc::new(RwLock::new(tls.config.clone()));
-    let (acceptor, handle) = Acceptor::new(
+    let parked = Arc::new(ParkSet::new().map_err(|e| format!("cannot set up epoll: {e}"))?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acceptor = Acceptor::new(
         listener,
         tls_config.clone(),
         AcceptorConfig {
@@ -104,19 +106,21 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
             max_connections_per_ip: p.max_connections_per_ip,
         },
         census.clone(),
-        dispatch_tx,
+        parked.clone(),
+        access.clone(),
+        stop.clone(),
     )
     .map_err(|e| format!("cannot set up the acceptor: {e}"))?;
     let shared = Arc::new(Shared {
         limits: Limits::from_config(p),
         routes,
-        acceptor: handle.clone(),
+        parked: parked.clone(),
         access: access.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         closing: Arc::new(AtomicBool::new(false)),
         backend_idle_timeout: p.backend_idle_timeout,
     });
-    let workers = worker::spawn(p.workers, dispatch_rx, shared.clone())
+    let workers = worker::spawn(p.workers, shared.clone())
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let acceptor_thread = thread::Builder::new()
         .name("acceptor".into())
@@ -159,10 +163,10 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         grace.as_secs_f64()
     );
     shared.closing.store(true, Ordering::SeqCst);
-    handle.stop();
+    stop.store(true, Ordering::SeqCst);
     let _ = acceptor_thread.join();
-    // Workers end once the acceptor's dispatch channel is gone and their current
-    // exchange is done; wait for that, within the grace period.
+    // Workers end once nothing is parked any more (the acceptor closed the idle
+    // connections; parked exchanges finish); wait for that, within the grace period.
     for w in workers {
         while !w.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));

@@ -138,6 +138,41 @@ impl Epoll {
     }
 }
 
+impl Epoll {
+    /// Waits up to `timeout` for one event; `Ok(None)` on timeout or a signal.
+    /// Several threads may wait on one set: the kernel wakes one per event.
+    pub fn wait_one(&self, timeout: Duration) -> io::Result<Option<Event>> {
+        let mut raw = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `raw` is one writable epoll_event; the kernel writes at most one.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), &mut raw, 1, timeout_ms(timeout)) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        // Copy out of the (packed on x86_64) struct before use.
+        let (bits, token) = (raw.events, raw.u64);
+        Ok(Some(Event { token, bits }))
+    }
+}
+
+/// Bytes written to a TCP socket that the peer has not acknowledged yet
+/// (`SIOCOUTQ`): what a slow reader has not really taken.
+pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one c_int through the valid pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// True when the event bits say the peer hung up or the socket errored.
 pub fn is_hangup(bits: u32) -> bool {
     bits & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0

@@ -1,12 +1,13 @@
-//! The worker pool: a fixed number of threads that take ready connections from
-//! the acceptor, drive the TLS handshake and read request heads without
-//! blocking, and run each exchange with the backend on deadline-bounded I/O.
+//! The worker pool: a fixed number of threads that wait on the shared epoll set
+//! of parked connections (`park.rs`), drive the TLS handshake and read request
+//! heads without blocking, and run each exchange with the backend.
 //!
 //! A connection whose handshake or head is not complete when its socket would
-//! block goes back to the acceptor, so slow or silent clients never pin a
-//! worker: only a connection with a whole request head takes one. A panic while
-//! serving one connection is caught here; the connection is dropped (its slot
-//! given back by `Slot`'s `Drop`) and the worker goes on.
+//! block is parked again, and so is an exchange whose client is not ready (a
+//! request body not yet sent, a response not yet read): slow or silent clients
+//! never pin a worker. Only the backend side of an exchange is waited on. A
+//! panic while serving one connection is caught here; the connection is dropped
+//! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -16,15 +17,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
-use crate::acceptor::AcceptorHandle;
 use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
 use crate::conn::{ClientConn, Fill, Handshake, MinRate, Phase, READ_CHUNK_BYTES};
 use crate::error::ProxyError;
-use crate::forward::{self, Failure};
+use crate::forward::{Exchange, Failure, Progress};
 use crate::http1::{self, BodyFraming, Request};
+use crate::park::ParkSet;
 use crate::readbuf::ReadBuf;
 use crate::routes::{self, SharedRoutes};
 use crate::sys::{self, Interest};
@@ -40,6 +39,11 @@ pub const BACKEND_READ_BYTES: usize = 64 * 1024;
 pub const KEEPALIVE_LINGER: Duration = Duration::from_millis(2);
 /// Worker thread stack size.
 const WORKER_STACK_BYTES: usize = 256 * 1024;
+/// How long an idle worker waits on the park set before looking after its
+/// backend pool and the shutdown flag.
+const WAIT_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often a worker closes its expired idle backend connections.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every deadline and cap a worker applies, from `[proxy]`.
 #[derive(Debug, Clone)]
@@ -89,8 +93,8 @@ pub struct Shared {
     pub limits: Limits,
     /// The route map.
     pub routes: SharedRoutes,
-    /// Where connections go back to wait.
-    pub acceptor: AcceptorHandle,
+    /// Where connections wait, and where idle workers wait for them.
+    pub parked: Arc<ParkSet>,
     /// The access log.
     pub access: Arc<AccessLog>,
     /// Requests being served right now (for a graceful shutdown).
@@ -122,31 +126,29 @@ impl WorkerState {
     }
 }
 
-/// Starts `n` workers taking connections from `rx`.
-pub fn spawn(
-    n: usize,
-    rx: Receiver<ClientConn>,
-    shared: Arc<Shared>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
+/// Starts `n` workers serving the connections parked in `shared.parked`.
+pub fn spawn(n: usize, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..n)
         .map(|i| {
-            let rx = rx.clone();
             let shared = shared.clone();
             thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || run(rx, shared))
+                .spawn(move || run(shared))
         })
         .collect()
 }
 
-fn run(rx: Receiver<ClientConn>, shared: Arc<Shared>) {
+/// A worker's loop. It ends once shutdown has begun and nothing is parked (the
+/// last exchanges finished).
+fn run(shared: Arc<Shared>) {
     let mut state = WorkerState::new(shared.backend_idle_timeout);
+    let mut last_sweep = Instant::now();
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(conn) => {
+        match shared.parked.wait(WAIT_TIMEOUT) {
+            Some(conn) => {
                 let peer = conn.peer;
-                let res = catch_unwind(AssertUnwindSafe(|| serve(conn, &shared, &mut state, &rx)));
+                let res = catch_unwind(AssertUnwindSafe(|| serve(conn, &shared, &mut state)));
                 if res.is_err() {
                     log::error!(
                         "{peer}: worker panicked while serving this connection; it was closed"
@@ -154,10 +156,49 @@ fn run(rx: Receiver<ClientConn>, shared: Arc<Shared>) {
                     state = WorkerState::new(shared.backend_idle_timeout);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => state.pool.sweep(),
-            Err(RecvTimeoutError::Disconnected) => return,
+            None => {
+                if shared.parked.is_closing() && shared.parked.is_empty() {
+                    return;
+                }
+            }
+        }
+        if last_sweep.elapsed() >= POOL_SWEEP_INTERVAL {
+            state.pool.sweep();
+            last_sweep = Instant::now();
         }
     }
+}
+
+/// An exchange whose client let its deadline pass while parked: logged, and the
+/// connection dropped (its response, if one was under way, cut short).
+pub fn expire(mut conn: ClientConn, access: &AccessLog) {
+    if let Some(ex) = conn.exchange.take() {
+        let (status, bytes) = ex.sent();
+        let what = if status == 0 {
+            "sending the request body"
+        } else {
+            "receiving the response"
+        };
+        log::warn!(
+            "{} {} {}: client: timed out while {what}",
+            conn.peer,
+            ex.req.host,
+            ex.req.target
+        );
+        if !access.is_off() {
+            access.log(&Entry {
+                client: conn.peer,
+                host: &ex.req.host,
+                method: &ex.req.method,
+                path: &ex.req.target,
+                status,
+                bytes,
+                duration: ex.started.elapsed(),
+                app: &ex.app,
+            });
+        }
+    }
+    conn.abort();
 }
 
 /// What happens to the connection after a request.
@@ -168,18 +209,34 @@ enum Next {
     Close { linger: bool },
     /// Drop without close_notify (a response was cut short, or the client failed).
     Abort,
+    /// The exchange (in `conn.exchange`) waits for the client to be ready for this.
+    Park(Interest),
 }
 
 /// Serves a connection until it would block (then parks it) or ends.
-fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiver<ClientConn>) {
+fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
+    if let Some(ex) = conn.exchange.take() {
+        if let Some(at) = conn.parked_at.take() {
+            conn.waited += at.elapsed();
+        }
+        match drive(&mut conn, *ex, sh, st) {
+            Next::KeepAlive => {
+                conn.phase = Phase::Idle;
+                conn.deadline = Instant::now() + sh.limits.idle_timeout;
+            }
+            Next::Close { linger } => return conn.close(linger),
+            Next::Abort => return conn.abort(),
+            Next::Park(interest) => return sh.parked.park(conn, interest),
+        }
+    }
     if conn.phase == Phase::Handshake {
         match conn.drive_handshake() {
             Ok(Handshake::Done) => {
                 conn.phase = Phase::Idle;
                 conn.deadline = Instant::now() + sh.limits.idle_timeout;
             }
-            Ok(Handshake::NeedRead) => return sh.acceptor.park(conn, Interest::Read),
-            Ok(Handshake::NeedWrite) => return sh.acceptor.park(conn, Interest::Write),
+            Ok(Handshake::NeedRead) => return sh.parked.park(conn, Interest::Read),
+            Ok(Handshake::NeedWrite) => return sh.parked.park(conn, Interest::Write),
             Err(e) => {
                 log::info!("{}: TLS handshake failed: {e}", conn.peer);
                 return conn.abort();
@@ -204,6 +261,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiv
                     }
                     Next::Close { linger } => return conn.close(linger),
                     Next::Abort => return conn.abort(),
+                    Next::Park(interest) => return sh.parked.park(conn, interest),
                 }
             }
             Ok(None) => match conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
@@ -217,11 +275,11 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiv
                     if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
                         return conn.close(false);
                     }
-                    // Only when no other connection is waiting for a worker.
+                    // Only when another worker is free to take whatever else is ready.
                     if may_linger
                         && conn.buf.is_empty()
                         && !sh.limits.keepalive_linger.is_zero()
-                        && queue.is_empty()
+                        && sh.parked.has_idle_worker()
                     {
                         may_linger = false;
                         let fd = conn.sock.as_raw_fd();
@@ -235,7 +293,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiv
                         conn.phase = Phase::Head;
                         conn.deadline = Instant::now() + sh.limits.head_timeout;
                     }
-                    return sh.acceptor.park(conn, Interest::Read);
+                    return sh.parked.park(conn, Interest::Read);
                 }
                 Ok(Fill::Eof) => {
                     if !conn.buf.is_empty() {
@@ -263,9 +321,8 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState, queue: &Receiv
 /// Routes and serves one request whose head is complete.
 fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState) -> Next {
     let started = Instant::now();
-    let _in_flight = InFlight::enter(&sh.in_flight);
+    let in_flight = InFlight::enter(&sh.in_flight);
     conn.waited = Duration::ZERO;
-    let closing = sh.closing.load(Ordering::Relaxed);
     if let Some(sni) = &conn.sni {
         if *sni != req.host {
             let err = ProxyError::Misdirected {
@@ -290,16 +347,38 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
         return answer_request(conn, &req, &err, started, &route.app, sh);
     };
     // Counted per instance, so that a replaced one is stopped only once idle.
-    let _busy = InFlight::enter(&route.in_flight);
-    match forward::exchange(conn, &req, &route.app, addr, &sh.limits, st, closing) {
-        Ok(done) => {
+    let ex = Exchange::new(
+        req,
+        route.app.clone(),
+        addr,
+        started,
+        in_flight,
+        InFlight::enter(&route.in_flight),
+    );
+    drive(conn, ex, sh, st)
+}
+
+/// Runs an exchange as far as it goes and decides what the connection does next.
+fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerState) -> Next {
+    let closing = sh.closing.load(Ordering::Relaxed);
+    match ex.run(conn, &sh.limits, st, closing) {
+        Progress::Blocked(interest) => {
+            let moved = ex.moved(conn);
+            conn.deadline =
+                conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
+            conn.phase = Phase::Exchange;
+            conn.parked_at = Some(Instant::now());
+            conn.exchange = Some(Box::new(ex));
+            Next::Park(interest)
+        }
+        Progress::Done(done) => {
             log_access(
                 sh,
                 conn.peer,
-                Some(&req),
+                Some(&ex.req),
                 (done.status, done.body_bytes),
-                started,
-                &route.app,
+                ex.started,
+                &ex.app,
             );
             if done.keep_alive {
                 Next::KeepAlive
@@ -307,16 +386,17 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
                 Next::Close { linger: false }
             }
         }
-        Err(Failure::Answer { error, body_read }) => {
+        Progress::Failed(Failure::Answer { error, body_read }) => {
+            let req = &ex.req;
             log::warn!("{} {} {}: {error}", conn.peer, req.host, req.target);
             let status = answer(
                 conn,
                 &error,
-                Some(&req),
+                Some(req),
                 !body_read || closing || !req.keep_alive,
                 sh,
             );
-            log_access(sh, conn.peer, Some(&req), status, started, &route.app);
+            log_access(sh, conn.peer, Some(req), status, ex.started, &ex.app);
             if status.0 == 0 {
                 Next::Abort
             } else if body_read && !error.answer().close && req.keep_alive && !closing {
@@ -325,19 +405,20 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
                 Next::Close { linger: !body_read }
             }
         }
-        Err(Failure::Abort {
+        Progress::Failed(Failure::Abort {
             reason,
             status,
             body_bytes,
         }) => {
+            let req = &ex.req;
             log::warn!("{} {} {}: {reason}", conn.peer, req.host, req.target);
             log_access(
                 sh,
                 conn.peer,
-                Some(&req),
+                Some(req),
                 (status.unwrap_or(0), body_bytes),
-                started,
-                &route.app,
+                ex.started,
+                &ex.app,
             );
             Next::Abort
         }
@@ -457,17 +538,20 @@ fn log_access(
     });
 }
 
-/// Counts a request in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a request in flight for as long as it lives (it moves with a parked
+/// exchange).
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
 
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+impl InFlight {
+    /// Counts one more in `count` until dropped.
+    pub fn enter(count: &Arc<AtomicUsize>) -> InFlight {
         count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count)
+        InFlight(count.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }

@@ -1,0 +1,190 @@
+//! The parked connections: one epoll set, shared by the acceptor and the workers,
+//! in which every connection that is not ready for work waits at no thread's cost.
+//!
+//! A connection is parked while its TLS handshake is under way, while part of a
+//! request head is in, while it is idle between requests, and while an exchange
+//! waits on a slow client (a request body that has not arrived, a response the
+//! client has not read). Each phase has its deadline, which the acceptor's sweep
+//! enforces.
+//!
+//! Idle workers wait on the epoll set themselves: when a parked connection becomes
+//! ready, the kernel wakes exactly one waiting worker (`epoll_wait` waiters are
+//! exclusive), which takes the connection out of the table and serves it. There is
+//! no hand-off thread between readiness and work, so a parked connection costs one
+//! wake-up to serve, not two. Registrations are one-shot, so a connection belongs
+//! to at most one worker at a time, and each parking gets a fresh token, so a
+//! stale event can never reach a connection parked later under the same fd.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::conn::ClientConn;
+use crate::sys::{Epoll, Interest};
+
+/// Shards of the token table, so that parking and waking rarely meet on a lock.
+const SHARDS: usize = 16;
+
+/// The shared epoll set and the connections parked in it, by token.
+#[derive(Debug)]
+pub struct ParkSet {
+    epoll: Epoll,
+    shards: Vec<Mutex<HashMap<u64, ClientConn>>>,
+    next_token: AtomicU64,
+    parked: AtomicUsize,
+    waiting_workers: AtomicUsize,
+    closing: AtomicBool,
+}
+
+impl ParkSet {
+    /// An empty set.
+    pub fn new() -> std::io::Result<ParkSet> {
+        Ok(ParkSet {
+            epoll: Epoll::new()?,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_token: AtomicU64::new(1),
+            parked: AtomicUsize::new(0),
+            waiting_workers: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, ClientConn>> {
+        &self.shards[(token as usize) % SHARDS]
+    }
+
+    /// Parks `conn` until it is ready for `interest` (or its deadline passes).
+    /// While shutting down, a connection with no exchange in progress is closed
+    /// instead: it has no request in flight.
+    pub fn park(&self, mut conn: ClientConn, interest: Interest) {
+        if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
+            return conn.close(false);
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let fd = conn.sock.as_raw_fd();
+        let first = !conn.registered;
+        conn.registered = true;
+        // In the table before it is armed: the event may fire at once.
+        self.shard(token).lock().insert(token, conn);
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        let armed = if first {
+            self.epoll.add_oneshot(fd, token, interest)
+        } else {
+            self.epoll.rearm(fd, token, interest)
+        };
+        if let Err(e) = armed {
+            if let Some(conn) = self.take(token) {
+                log::warn!("{}: cannot park connection: {e}", conn.peer);
+            }
+            return;
+        }
+        // A shutdown that began while we parked must not miss this connection.
+        // Checked under the shard lock, so an armed connection is never out of
+        // the table while its event may fire.
+        if self.closing.load(Ordering::SeqCst) {
+            let idle = {
+                let mut map = self.shard(token).lock();
+                if map.get(&token).is_some_and(|c| c.exchange.is_none()) {
+                    map.remove(&token)
+                } else {
+                    None
+                }
+            };
+            if let Some(conn) = idle {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                conn.close(false);
+            }
+        }
+    }
+
+    fn take(&self, token: u64) -> Option<ClientConn> {
+        let conn = self.shard(token).lock().remove(&token);
+        if conn.is_some() {
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+        }
+        conn
+    }
+
+    /// Waits up to `timeout` for a parked connection to become ready and takes it.
+    /// Called by idle workers.
+    pub fn wait(&self, timeout: Duration) -> Option<ClientConn> {
+        self.waiting_workers.fetch_add(1, Ordering::Relaxed);
+        let ev = self.epoll.wait_one(timeout);
+        self.waiting_workers.fetch_sub(1, Ordering::Relaxed);
+        match ev {
+            Ok(Some(ev)) => self.take(ev.token),
+            Ok(None) => None,
+            Err(e) => {
+                log::error!("epoll_wait failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                None
+            }
+        }
+    }
+
+    /// True when at least one worker is waiting for work right now, so that a
+    /// worker may linger on its connection without delaying anyone.
+    pub fn has_idle_worker(&self) -> bool {
+        self.waiting_workers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Connections parked now.
+    pub fn len(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// True when nothing is parked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every connection whose deadline is at or before `now`.
+    pub fn take_expired(&self, now: Instant) -> Vec<ClientConn> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut map = shard.lock();
+            let expired: Vec<u64> = map
+                .iter()
+                .filter(|(_, c)| c.deadline <= now)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in expired {
+                if let Some(c) = map.remove(&t) {
+                    out.push(c);
+                }
+            }
+        }
+        self.parked.fetch_sub(out.len(), Ordering::SeqCst);
+        out
+    }
+
+    /// Begins the shutdown: from now on only connections with an exchange in
+    /// progress are parked; the others parked now are taken out and returned.
+    pub fn close_idle(&self) -> Vec<ClientConn> {
+        self.closing.store(true, Ordering::SeqCst);
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut map = shard.lock();
+            let idle: Vec<u64> = map
+                .iter()
+                .filter(|(_, c)| c.exchange.is_none())
+                .map(|(t, _)| *t)
+                .collect();
+            for t in idle {
+                if let Some(c) = map.remove(&t) {
+                    out.push(c);
+                }
+            }
+        }
+        self.parked.fetch_sub(out.len(), Ordering::SeqCst);
+        out
+    }
+
+    /// True once [`ParkSet::close_idle`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+}

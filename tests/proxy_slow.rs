@@ -1,0 +1,156 @@
+//! Slow clients in the middle of an exchange: a request body that trickles in and
+//! a response that is not read. Their exchanges are parked (no worker waits on
+//! them), so as many of them as there are workers, and more, leave the workers
+//! free for everyone else; each still completes when its client catches up, and
+//! is cut off when its client lets `client_timeout` pass.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{pattern_fnv, Backend, Conf, Nexus, PatternCheck, TlsClient, HELLO, MIB};
+
+/// How soon a new client must be served while slow ones hold exchanges open.
+const SERVED_WITHIN: Duration = Duration::from_secs(5);
+/// Bigger than every socket buffer between nexushub and a client that does not
+/// read (loopback autotuning grows them to a few MiB each way).
+const BIG: u64 = 64 * MIB;
+
+/// A fresh client's GET is answered, and soon.
+fn assert_fresh_client_served(nexus: &Nexus, path: &str) {
+    let started = Instant::now();
+    let mut fresh = nexus.client(HELLO);
+    fresh.set_read_timeout(SERVED_WITHIN);
+    let r = fresh.get(HELLO, path);
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200, "{}\n{}", r.summary(), nexus.dump());
+    assert!(took < SERVED_WITHIN, "a new client waited {took:?}");
+}
+
+/// Starts an upload of `len` bytes with `Expect: 100-continue` and sends only
+/// `sent` of them: once the `100 Continue` is in, nexushub has sent the head to
+/// the backend and waits for the body.
+fn start_upload(nexus: &Nexus, path: &str, len: u64, sent: u64) -> TlsClient {
+    let mut c = nexus.client(HELLO);
+    c.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {HELLO}\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let interim = c.head();
+    assert_eq!(interim.status, 100, "{}", interim.raw);
+    c.send_pattern(sent);
+    c
+}
+
+#[test]
+fn slow_uploads_do_not_hold_the_workers() {
+    let backend = Backend::http(|seen| {
+        let body = format!("{} bytes", seen.body.len());
+        crate::support::Reply::keep(crate::support::backend::response(200, &[], body.as_bytes()))
+    });
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Three times as many stalled uploads as workers.
+    let mut slow: Vec<TlsClient> = (0..6)
+        .map(|i| start_upload(&nexus, &format!("/up/{i}"), 100_000, 10))
+        .collect();
+    assert_fresh_client_served(&nexus, "/fresh");
+    // A stalled upload that resumes is forwarded whole and answered.
+    let c = &mut slow[0];
+    c.send_pattern(100_000 - 10);
+    let r = c.response();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "100000 bytes"),
+        "{}",
+        r.summary()
+    );
+}
+
+#[test]
+fn slow_readers_do_not_hold_the_workers() {
+    let backend = Backend::pattern(BIG);
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Four clients ask for 64 MiB each and read none of it.
+    let mut slow: Vec<TlsClient> = (0..4)
+        .map(|i| {
+            let mut c = nexus.client(HELLO);
+            c.send(format!("GET /big/{i} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+            c
+        })
+        .collect();
+    if let Err(n) = backend.wait_seen(4, Duration::from_secs(10)) {
+        panic!("the backend saw {n} of 4 requests\n{}", nexus.dump());
+    }
+    assert_fresh_client_served(&nexus, "/fresh");
+    // A slow reader that starts reading gets every byte, unchanged.
+    let c = &mut slow[0];
+    c.set_read_timeout(Duration::from_secs(20));
+    let head = c.final_head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    let mut check = PatternCheck::default();
+    c.body(&head, "GET", &mut |b| check.feed(b))
+        .unwrap_or_else(|e| panic!("{e}\n{}", nexus.dump()));
+    assert_eq!(check.len, BIG);
+    assert_eq!(check.hash.value(), pattern_fnv(BIG));
+    // And the connection goes on.
+    c.send(format!("GET /small HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+    let head = c.final_head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+}
+
+#[test]
+fn reader_stalled_past_client_timeout_is_cut_off_and_logged() {
+    let backend = Backend::pattern(BIG);
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("client_timeout", "1")
+            .set("min_data_rate", "0")
+            .app("hello", HELLO, backend.addr()),
+    );
+    let mut c = nexus.client(HELLO);
+    c.send(format!("GET /stalled HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+    nexus.wait_log(
+        "client: timed out while receiving the response",
+        Duration::from_secs(10),
+    );
+    // What the client reads now ends short of the 64 MiB it was promised.
+    c.set_read_timeout(Duration::from_secs(10));
+    let head = c.final_head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    let mut got = 0u64;
+    let res = c.body(&head, "GET", &mut |b| got += b.len() as u64);
+    assert!(res.is_err(), "a cut response read as whole ({got} bytes)");
+    assert!(got < BIG, "read {got} bytes");
+    // The access log has the line, with the status that was sent.
+    let line = nexus.wait_log("GET /stalled", Duration::from_secs(5));
+    assert!(line.contains(" 200 "), "{line}");
+}
+
+#[test]
+fn upload_stalled_past_client_timeout_is_cut_off_and_logged() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("client_timeout", "1")
+            .set("min_data_rate", "0")
+            .app("hello", HELLO, backend.addr()),
+    );
+    let mut c = start_upload(&nexus, "/stalled-up", 100_000, 10);
+    nexus.wait_log(
+        "client: timed out while sending the request body",
+        Duration::from_secs(10),
+    );
+    c.set_read_timeout(Duration::from_secs(5));
+    let rest = c.expect_closed();
+    assert!(rest.is_empty(), "got bytes after the cut: {rest:?}");
+    // The backend never got a whole request.
+    assert!(backend.seen().is_empty(), "{:?}", backend.seen());
+}
