@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::conn::{ClientConn, ConnError, Fill, READ_CHUNK_BYTES};
-use crate::deadline::{self, Wait};
+use crate::deadline::Wait;
 use crate::error::ProxyError;
 use crate::http1::{self, BodyFraming, ClientFraming, Request, ResponseBody, Version};
 use crate::sys::{self, Interest};
@@ -325,29 +325,32 @@ impl Exchange {
         for _ in 0..2 {
             let mut be = match (!fresh_only).then(|| st.pool.take(addr)).flatten() {
                 Some(be) => be,
-                None => upstream::connect(addr, limits.backend_connect_timeout).map_err(|e| {
-                    let error = match e {
-                        ConnectError::TimedOut => ProxyError::ConnectTimeout {
-                            app: app.clone(),
-                            addr,
-                        },
-                        ConnectError::Io(source) => ProxyError::Connect {
-                            app: app.clone(),
-                            addr,
-                            source,
-                        },
-                    };
-                    Failure::Answer {
-                        error,
-                        body_read: !has_body,
-                    }
-                })?,
+                None => {
+                    upstream::connect(addr, limits.backend_connect_timeout, limits.backend_timeout)
+                        .map_err(|e| {
+                            let error = match e {
+                                ConnectError::TimedOut => ProxyError::ConnectTimeout {
+                                    app: app.clone(),
+                                    addr,
+                                },
+                                ConnectError::Io(source) => ProxyError::Connect {
+                                    app: app.clone(),
+                                    addr,
+                                    source,
+                                },
+                            };
+                            Failure::Answer {
+                                error,
+                                body_read: !has_body,
+                            }
+                        })?
+                }
             };
             let retryable = be.reused;
             st.out.clear();
             http1::write_backend_request(&mut st.out, req, conn.peer.ip());
             let deadline = Instant::now() + limits.backend_timeout;
-            if let Err(e) = deadline::write_all(&mut be.sock, &st.out, deadline) {
+            if let Err(e) = be.write_all(&st.out, deadline) {
                 st.out.clear();
                 if retryable {
                     log::debug!("{addr}: pooled connection failed on write ({e}); retrying fresh");
@@ -473,7 +476,7 @@ fn upload(
                 let take = ((*left).min(conn.buf.len() as u64)) as usize;
                 if take > 0 {
                     let deadline = Instant::now() + limits.backend_timeout;
-                    deadline::write_all(&mut be.sock, &conn.buf[..take], deadline)
+                    be.write_all(&conn.buf[..take], deadline)
                         .map_err(backend_err)?;
                     conn.buf.drain(..take);
                     *left -= take as u64;
@@ -513,7 +516,7 @@ fn upload(
                 }
                 if !st.out.is_empty() {
                     let deadline = Instant::now() + limits.backend_timeout;
-                    deadline::write_all(&mut be.sock, &st.out, deadline).map_err(backend_err)?;
+                    be.write_all(&st.out, deadline).map_err(backend_err)?;
                     st.out.clear();
                 }
                 if done {
@@ -733,7 +736,7 @@ fn read_response_head(
             return Err(HeadError::Invalid(http1::ResponseError::HeadTooLarge));
         }
         let had = st.rbuf.len();
-        match st.rbuf.read_from(&mut be.sock, deadline) {
+        match be.read_into(&mut st.rbuf, deadline) {
             Ok(0) => {
                 return Err(HeadError::Closed(if had == 0 {
                     "closed the connection without answering".to_string()
@@ -768,7 +771,7 @@ fn emit(out: &mut Vec<u8>, data: &[u8], framing: ClientFraming) {
 /// unconsumed ones. Errors are "closed", "timed out", or the socket error text.
 fn read_more(be: &mut BackendConn, st: &mut WorkerState, limits: &Limits) -> Result<(), String> {
     let deadline = Instant::now() + limits.backend_timeout;
-    match st.rbuf.read_from(&mut be.sock, deadline) {
+    match be.read_into(&mut st.rbuf, deadline) {
         Ok(0) => Err("closed".to_string()),
         Ok(_) => Ok(()),
         Err(Wait::TimedOut) => Err("timed out".to_string()),

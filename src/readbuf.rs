@@ -73,6 +73,22 @@ impl ReadBuf {
         self.end = 0;
     }
 
+    /// One `read` call into the free space after the unconsumed bytes (moved
+    /// down first when the end is reached); `Ok(0)` is EOF or a full buffer.
+    pub fn read_once(&mut self, sock: &mut impl Read) -> io::Result<usize> {
+        if self.end == self.data.len() && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.data.len() {
+            return Ok(0);
+        }
+        let n = sock.read(&mut self.data[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
     /// Reads at least one byte from `sock` before the deadline, after the
     /// unconsumed ones; `Ok(0)` is EOF (or a full buffer, which callers rule out
     /// with [`ReadBuf::is_full`] first).

@@ -173,6 +173,26 @@ pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// Peeks one byte without blocking, whatever the socket's mode: `Ok(0)` is EOF,
+/// `WouldBlock` means open and quiet.
+pub fn peek_nonblocking(fd: RawFd) -> io::Result<usize> {
+    let mut byte = 0u8;
+    // SAFETY: recv writes at most 1 byte into the valid `byte`; `fd` is an open
+    // socket the caller holds.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast::<libc::c_void>(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// True when the event bits say the peer hung up or the socket errored.
 pub fn is_hangup(bits: u32) -> bool {
     bits & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0

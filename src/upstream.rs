@@ -1,6 +1,11 @@
 //! Backend connections: connecting with a deadline, and each worker's pool of idle
 //! keep-alive connections.
 //!
+//! Backend sockets are blocking with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to
+//! `backend_timeout`: waiting for a response is then one `read` call, not a read
+//! that says EAGAIN, a `poll` and a read again. The socket timeout is lowered
+//! to what is left of a phase's deadline only when less than that is left.
+//!
 //! The pool is per worker, so taking and returning a connection needs no lock
 //! (the route map's read lock stays the only shared step of a request). An idle
 //! connection is checked before reuse: one non-blocking `peek` tells whether the
@@ -9,9 +14,17 @@
 //! to close it from its side.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+use crate::deadline::Wait;
+use crate::readbuf::ReadBuf;
+use crate::sys;
+
+/// A socket timeout this close to the time left is close enough to keep.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
 /// Idle connections kept per backend address per worker.
 pub const MAX_IDLE_PER_BACKEND: usize = 16;
@@ -19,8 +32,10 @@ pub const MAX_IDLE_PER_BACKEND: usize = 16;
 /// A connection to a backend, fresh or taken from the pool.
 #[derive(Debug)]
 pub struct BackendConn {
-    /// The non-blocking socket.
+    /// The blocking socket (with socket timeouts).
     pub sock: TcpStream,
+    /// The socket timeouts in force (reads and writes).
+    armed: Duration,
     /// The backend's address.
     pub addr: SocketAddr,
     /// True when it came from the pool (so a failure before any response byte
@@ -37,10 +52,14 @@ pub enum ConnectError {
     TimedOut,
 }
 
-/// Opens a new connection with a timeout; the socket is returned non-blocking with
-/// `TCP_NODELAY` set.
-pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn, ConnectError> {
-    let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+/// Opens a new connection within `connect_timeout`; the socket is returned
+/// blocking, with `TCP_NODELAY` and `io_timeout` as its read and write timeouts.
+pub fn connect(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> Result<BackendConn, ConnectError> {
+    let sock = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
         if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock {
             ConnectError::TimedOut
         } else {
@@ -48,18 +67,78 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn, Conne
         }
     })?;
     sock.set_nodelay(true).map_err(ConnectError::Io)?;
-    sock.set_nonblocking(true).map_err(ConnectError::Io)?;
+    sock.set_nonblocking(false).map_err(ConnectError::Io)?;
+    let armed = io_timeout.max(Duration::from_millis(1));
+    sock.set_read_timeout(Some(armed))
+        .and_then(|_| sock.set_write_timeout(Some(armed)))
+        .map_err(ConnectError::Io)?;
     Ok(BackendConn {
         sock,
+        armed,
         addr,
         reused: false,
     })
 }
 
+impl BackendConn {
+    /// Makes the socket timeouts no longer than what is left before `deadline`.
+    fn arm(&mut self, deadline: Instant) -> Result<(), Wait> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Wait::TimedOut);
+        }
+        if left + TIMEOUT_SLACK < self.armed {
+            self.sock
+                .set_read_timeout(Some(left))
+                .and_then(|_| self.sock.set_write_timeout(Some(left)))
+                .map_err(Wait::Io)?;
+            self.armed = left;
+        }
+        Ok(())
+    }
+
+    /// Writes all of `data` before the deadline.
+    pub fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), Wait> {
+        while !data.is_empty() {
+            self.arm(deadline)?;
+            match self.sock.write(data) {
+                Ok(0) => return Err(Wait::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => data = &data[n..],
+                Err(e) if is_timeout(&e) => return Err(Wait::TimedOut),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Wait::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads at least one byte into `buf` (after its unconsumed bytes) before
+    /// the deadline; `Ok(0)` is EOF (or a full buffer, which callers rule out).
+    pub fn read_into(&mut self, buf: &mut ReadBuf, deadline: Instant) -> Result<usize, Wait> {
+        loop {
+            self.arm(deadline)?;
+            match buf.read_once(&mut self.sock) {
+                Ok(n) => return Ok(n),
+                Err(e) if is_timeout(&e) => return Err(Wait::TimedOut),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Wait::Io(e)),
+            }
+        }
+    }
+}
+
+/// A socket timeout shows up as EAGAIN (`WouldBlock`) or `TimedOut`.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// One worker's idle backend connections, newest last.
 #[derive(Debug)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<(TcpStream, Instant)>>,
+    idle: HashMap<SocketAddr, Vec<(BackendConn, Instant)>>,
     idle_timeout: Duration,
 }
 
@@ -76,19 +155,15 @@ impl Pool {
     pub fn take(&mut self, addr: SocketAddr) -> Option<BackendConn> {
         let list = self.idle.get_mut(&addr)?;
         let now = Instant::now();
-        while let Some((sock, since)) = list.pop() {
+        while let Some((mut conn, since)) = list.pop() {
             if now.duration_since(since) >= self.idle_timeout {
                 continue;
             }
-            let mut probe = [0u8; 1];
-            match sock.peek(&mut probe) {
+            match sys::peek_nonblocking(conn.sock.as_raw_fd()) {
                 // Nothing to read: still open and quiet. This is the good case.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Some(BackendConn {
-                        sock,
-                        addr,
-                        reused: true,
-                    });
+                    conn.reused = true;
+                    return Some(conn);
                 }
                 // EOF, stray bytes, or an error: not safe to reuse.
                 _ => continue,
@@ -103,7 +178,7 @@ impl Pool {
         if list.len() >= MAX_IDLE_PER_BACKEND {
             list.remove(0);
         }
-        list.push((conn.sock, Instant::now()));
+        list.push((conn, Instant::now()));
     }
 
     /// Closes every connection idle for longer than the timeout.

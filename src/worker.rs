@@ -264,48 +264,55 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
                     Next::Park(interest) => return sh.parked.park(conn, interest),
                 }
             }
-            Ok(None) => match conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
-                Ok(Fill::Progress) => {
-                    if conn.phase != Phase::Head && !conn.buf.is_empty() {
-                        conn.phase = Phase::Head;
-                        conn.deadline = Instant::now() + sh.limits.head_timeout;
-                    }
-                }
-                Ok(Fill::WouldBlock) => {
-                    if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
-                        return conn.close(false);
-                    }
-                    // Only when another worker is free to take whatever else is ready.
-                    if may_linger
-                        && conn.buf.is_empty()
+            Ok(None) => {
+                // Right after a response the socket is known to be drained: wait
+                // for the next request at once instead of paying for a read that
+                // would say EAGAIN. Only when another worker is free to take
+                // whatever else is ready, and never while shutting down.
+                if may_linger {
+                    may_linger = false;
+                    if conn.buf.is_empty()
                         && !sh.limits.keepalive_linger.is_zero()
                         && sh.parked.has_idle_worker()
+                        && !sh.closing.load(Ordering::Relaxed)
                     {
-                        may_linger = false;
                         let fd = conn.sock.as_raw_fd();
-                        if let Ok(true) =
+                        if let Ok(false) =
                             sys::poll_one(fd, Interest::Read, sh.limits.keepalive_linger)
                         {
-                            continue;
+                            return sh.parked.park(conn, Interest::Read);
                         }
                     }
-                    if conn.phase != Phase::Head && !conn.buf.is_empty() {
-                        conn.phase = Phase::Head;
-                        conn.deadline = Instant::now() + sh.limits.head_timeout;
+                }
+                match conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
+                    Ok(Fill::Progress) => {
+                        if conn.phase != Phase::Head && !conn.buf.is_empty() {
+                            conn.phase = Phase::Head;
+                            conn.deadline = Instant::now() + sh.limits.head_timeout;
+                        }
                     }
-                    return sh.parked.park(conn, Interest::Read);
-                }
-                Ok(Fill::Eof) => {
-                    if !conn.buf.is_empty() {
-                        log::info!("{}: closed in the middle of a request head", conn.peer);
+                    Ok(Fill::WouldBlock) => {
+                        if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
+                            return conn.close(false);
+                        }
+                        if conn.phase != Phase::Head && !conn.buf.is_empty() {
+                            conn.phase = Phase::Head;
+                            conn.deadline = Instant::now() + sh.limits.head_timeout;
+                        }
+                        return sh.parked.park(conn, Interest::Read);
                     }
-                    return conn.close(false);
+                    Ok(Fill::Eof) => {
+                        if !conn.buf.is_empty() {
+                            log::info!("{}: closed in the middle of a request head", conn.peer);
+                        }
+                        return conn.close(false);
+                    }
+                    Err(e) => {
+                        log::info!("{}: connection failed: {e}", conn.peer);
+                        return conn.abort();
+                    }
                 }
-                Err(e) => {
-                    log::info!("{}: connection failed: {e}", conn.peer);
-                    return conn.abort();
-                }
-            },
+            }
             Err(e) => {
                 log::info!("{}: bad request: {}", conn.peer, e.reason());
                 let err = ProxyError::Request(e);
