@@ -21,6 +21,18 @@ use crate::config::AccessLog as Target;
 /// Buffer size of a file access log.
 const FILE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// A worker's line buffer and the time text of the current second.
+#[derive(Default)]
+struct Line {
+    text: String,
+    second: Option<u64>,
+    stamp: String,
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<Line> = std::cell::RefCell::new(Line::default());
+}
+
 /// One request, as logged.
 #[derive(Debug)]
 pub struct Entry<'a> {
@@ -93,26 +105,44 @@ impl AccessLog {
         if self.is_off() {
             return;
         }
-        let mut line = String::with_capacity(160);
-        let _ = writeln!(
-            line,
-            "{} {} {} \"{} {}\" {} {} {}ms {}",
-            crate::x509::format_rfc3339(SystemTime::now()),
-            e.client,
-            e.host,
-            e.method,
-            e.path,
-            e.status,
-            e.bytes,
-            e.duration.as_millis(),
-            e.app
-        );
-        let res = match &self.sink {
-            Sink::Off => Ok(()),
-            // One write call per line, so lines from workers never interleave.
-            Sink::Stderr => io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File { writer, .. } => writer.lock().write_all(line.as_bytes()),
-        };
+        // Each worker formats into its own reused line, with the time text
+        // formatted once per second: no allocation per request.
+        let res = LINE.with(|cell| {
+            let mut l = cell.borrow_mut();
+            let Line {
+                text,
+                second,
+                stamp,
+            } = &mut *l;
+            let now = SystemTime::now();
+            let secs = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if *second != Some(secs) {
+                *stamp = crate::x509::format_rfc3339(now);
+                *second = Some(secs);
+            }
+            text.clear();
+            let _ = writeln!(
+                text,
+                "{} {} {} \"{} {}\" {} {} {}ms {}",
+                stamp,
+                e.client,
+                e.host,
+                e.method,
+                e.path,
+                e.status,
+                e.bytes,
+                e.duration.as_millis(),
+                e.app
+            );
+            match &self.sink {
+                Sink::Off => Ok(()),
+                // One write call per line, so lines from workers never interleave.
+                Sink::Stderr => io::stderr().lock().write_all(text.as_bytes()),
+                Sink::File { writer, .. } => writer.lock().write_all(text.as_bytes()),
+            }
+        });
         if let Err(err) = res {
             log::warn!("access log write failed: {err}");
         }

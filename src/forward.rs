@@ -323,7 +323,10 @@ impl Exchange {
         }
         let mut fresh_only = false;
         for _ in 0..2 {
-            let mut be = match (!fresh_only).then(|| st.pool.take(addr)).flatten() {
+            let mut be = match (!fresh_only)
+                .then(|| st.pool.take(addr, !has_body))
+                .flatten()
+            {
                 Some(be) => be,
                 None => {
                     upstream::connect(addr, limits.backend_connect_timeout, limits.backend_timeout)

@@ -23,6 +23,12 @@ use crate::deadline::Wait;
 use crate::readbuf::ReadBuf;
 use crate::sys;
 
+/// A connection idle for less than this is reused for a request without a body
+/// without the `peek`: a backend that closed it that soon would be one with an
+/// idle timeout under a second, and such a request is retried on a fresh
+/// connection anyway if the pooled one turns out closed (see `forward.rs`).
+pub const FRESH_IDLE: Duration = Duration::from_secs(1);
+
 /// A socket timeout this close to the time left is close enough to keep.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
@@ -151,13 +157,21 @@ impl Pool {
         }
     }
 
-    /// The newest live idle connection to `addr`, if any.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<BackendConn> {
+    /// The newest live idle connection to `addr`, if any. `replayable`: the
+    /// request can be sent again on a fresh connection if this one fails before
+    /// any response byte, so a connection idle for less than [`FRESH_IDLE`] is
+    /// not probed first.
+    pub fn take(&mut self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
         let list = self.idle.get_mut(&addr)?;
         let now = Instant::now();
         while let Some((mut conn, since)) = list.pop() {
-            if now.duration_since(since) >= self.idle_timeout {
+            let idle = now.duration_since(since);
+            if idle >= self.idle_timeout {
                 continue;
+            }
+            if replayable && idle < FRESH_IDLE {
+                conn.reused = true;
+                return Some(conn);
             }
             match sys::peek_nonblocking(conn.sock.as_raw_fd()) {
                 // Nothing to read: still open and quiet. This is the good case.
