@@ -267,15 +267,17 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
             Ok(None) => {
                 // Right after a response the socket is known to be drained: wait
                 // for the next request at once instead of paying for a read that
-                // would say EAGAIN. Only when another worker is free to take
-                // whatever else is ready, and never while shutting down.
+                // would say EAGAIN: a short linger when another worker is free to
+                // take whatever else is ready, else straight into the park set.
+                // rustls holds nothing unread then (all plaintext is in `buf`), so
+                // a request already in the socket makes the parked connection
+                // ready at once: parking without a read loses nothing.
                 if may_linger {
                     may_linger = false;
-                    if conn.buf.is_empty()
-                        && !sh.limits.keepalive_linger.is_zero()
-                        && sh.parked.has_idle_worker()
-                        && !sh.closing.load(Ordering::Relaxed)
-                    {
+                    if conn.buf.is_empty() && !sh.closing.load(Ordering::Relaxed) {
+                        if sh.limits.keepalive_linger.is_zero() || !sh.parked.has_idle_worker() {
+                            return sh.parked.park(conn, Interest::Read);
+                        }
                         let fd = conn.sock.as_raw_fd();
                         if let Ok(false) =
                             sys::poll_one(fd, Interest::Read, sh.limits.keepalive_linger)
