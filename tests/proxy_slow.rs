@@ -154,3 +154,38 @@ fn upload_stalled_past_client_timeout_is_cut_off_and_logged() {
     // The backend never got a whole request.
     assert!(backend.seen().is_empty(), "{:?}", backend.seen());
 }
+
+#[test]
+fn sigterm_lets_a_parked_slow_reader_finish_then_exits_0() {
+    let backend = Backend::pattern(BIG);
+    let mut nexus = Nexus::start(&Conf::new().set("shutdown_grace", "20").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    c.send(format!("GET /big HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+    if let Err(n) = backend.wait_seen(1, Duration::from_secs(10)) {
+        panic!("the backend saw {n} requests\n{}", nexus.dump());
+    }
+    // An idle keep-alive connection, to be closed at once by the shutdown.
+    let mut idle = nexus.client(HELLO);
+    assert_eq!(idle.get(HELLO, "/idle").status(), 200);
+    nexus.sigterm();
+    nexus.wait_log("shutting down: no new connections", Duration::from_secs(3));
+    let rest = idle.expect_closed();
+    assert!(rest.is_empty(), "the idle connection got {rest:?}");
+    // The reader that was not reading gets its whole response (its head went
+    // out before the signal, so it said keep-alive), then the close.
+    c.set_read_timeout(Duration::from_secs(20));
+    let head = c.final_head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    let mut check = PatternCheck::default();
+    c.body(&head, "GET", &mut |b| check.feed(b))
+        .unwrap_or_else(|e| panic!("{e}\n{}", nexus.dump()));
+    assert_eq!((check.len, check.hash.value()), (BIG, pattern_fnv(BIG)));
+    let rest = c.expect_closed();
+    assert!(rest.is_empty(), "got {rest:?} after the response");
+    let status = nexus.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
+}
