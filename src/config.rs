@@ -28,8 +28,19 @@ pub const MAX_DURATION_SECS: u64 = 86_400 * 365;
 
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
-/// Default `workers`.
-pub const DEFAULT_WORKERS: usize = 64;
+/// Default `workers` per core: measured (benches/compare) to keep enough
+/// workers to wait on backends while leaving none idle for each ready
+/// connection to wake (a wake-up costs more than the request on a busy host).
+pub const DEFAULT_WORKERS_PER_CORE: usize = 4;
+/// Bounds of the default `workers`, whatever the core count.
+pub const DEFAULT_WORKERS_RANGE: (usize, usize) = (8, 64);
+
+/// The default `workers`: [`DEFAULT_WORKERS_PER_CORE`] per core, within
+/// [`DEFAULT_WORKERS_RANGE`] (8 on a 2-core host).
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * DEFAULT_WORKERS_PER_CORE).clamp(DEFAULT_WORKERS_RANGE.0, DEFAULT_WORKERS_RANGE.1)
+}
 /// Default `max_head_bytes`.
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Default `max_connections_per_ip`: a tenth of the total, so that one address
@@ -137,7 +148,7 @@ impl ProxyConfig {
             listen: DEFAULT_LISTEN,
             cert: PathBuf::new(),
             key: PathBuf::new(),
-            workers: DEFAULT_WORKERS,
+            workers: default_workers(),
             handshake_timeout: Duration::from_secs(10),
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -855,9 +866,9 @@ mod tests {
         c.proxy.listen,
         addr("0.0.0.0:443")
     ));
-    good!(default_workers, proxy!(), |c| assert_eq!(
+    good!(default_workers_per_core, proxy!(), |c| assert_eq!(
         c.proxy.workers,
-        64
+        default_workers()
     ));
     good!(default_handshake_timeout, proxy!(), |c| assert_eq!(
         c.proxy.handshake_timeout,
@@ -1282,7 +1293,7 @@ mod tests {
     good!(
         trailing_comment_on_header,
         "[proxy]  # the proxy\ncert = c.pem\nkey = k.pem\n",
-        |c| { assert_eq!(c.proxy.workers, 64) }
+        |c| { assert_eq!(c.proxy.workers, default_workers()) }
     );
     good!(
         hash_inside_value_kept,
@@ -1359,6 +1370,8 @@ upstream = 127.0.0.1:8080                        # instead of command: a service
         let mut want_proxy = ProxyConfig::with_defaults();
         want_proxy.cert = "/etc/nexushub/certs/fullchain.pem".into();
         want_proxy.key = "/etc/nexushub/certs/privkey.pem".into();
+        // The example sets `workers = 64` explicitly.
+        want_proxy.workers = 64;
         assert_eq!(c.proxy, want_proxy);
         let blog = AppConfig {
             name: "blog".into(),
