@@ -143,37 +143,27 @@ impl ParkSet {
 
     /// Takes every connection whose deadline is at or before `now`.
     pub fn take_expired(&self, now: Instant) -> Vec<ClientConn> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let mut map = shard.lock();
-            let expired: Vec<u64> = map
-                .iter()
-                .filter(|(_, c)| c.deadline <= now)
-                .map(|(t, _)| *t)
-                .collect();
-            for t in expired {
-                if let Some(c) = map.remove(&t) {
-                    out.push(c);
-                }
-            }
-        }
-        self.parked.fetch_sub(out.len(), Ordering::SeqCst);
-        out
+        self.take_where(|c| c.deadline <= now)
     }
 
     /// Begins the shutdown: from now on only connections with an exchange in
     /// progress are parked; the others parked now are taken out and returned.
     pub fn close_idle(&self) -> Vec<ClientConn> {
         self.closing.store(true, Ordering::SeqCst);
+        self.take_where(|c| c.exchange.is_none())
+    }
+
+    /// Takes every parked connection for which `pick` is true.
+    fn take_where(&self, pick: impl Fn(&ClientConn) -> bool) -> Vec<ClientConn> {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock();
-            let idle: Vec<u64> = map
+            let picked: Vec<u64> = map
                 .iter()
-                .filter(|(_, c)| c.exchange.is_none())
+                .filter(|(_, c)| pick(c))
                 .map(|(t, _)| *t)
                 .collect();
-            for t in idle {
+            for t in picked {
                 if let Some(c) = map.remove(&t) {
                     out.push(c);
                 }

@@ -93,20 +93,9 @@ impl ReadBuf {
     /// unconsumed ones; `Ok(0)` is EOF (or a full buffer, which callers rule out
     /// with [`ReadBuf::is_full`] first).
     pub fn read_from(&mut self, sock: &mut TcpStream, deadline: Instant) -> Result<usize, Wait> {
-        if self.end == self.data.len() && self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.data.len() {
-            return Ok(0);
-        }
         loop {
-            match sock.read(&mut self.data[self.end..]) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
+            match self.read_once(sock) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     deadline::wait_ready(sock, Interest::Read, deadline)?
                 }
