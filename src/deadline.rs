@@ -6,7 +6,7 @@
 //! before the phase's deadline. Deadlines are absolute `Instant`s, so a peer that
 //! trickles one byte per second cannot stretch a phase (STYLE habit 4).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
@@ -56,20 +56,4 @@ pub fn read_some(sock: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Res
             Err(e) => return Err(Wait::Io(e)),
         }
     }
-}
-
-/// Writes all of `data` before the deadline.
-pub fn write_all(sock: &mut TcpStream, mut data: &[u8], deadline: Instant) -> Result<(), Wait> {
-    while !data.is_empty() {
-        match sock.write(data) {
-            Ok(0) => return Err(Wait::Io(io::ErrorKind::WriteZero.into())),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_ready(sock, Interest::Write, deadline)?
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Wait::Io(e)),
-        }
-    }
-    Ok(())
 }

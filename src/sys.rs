@@ -1,4 +1,4 @@
-//! The one module that talks to libc directly: epoll, eventfd, poll, signals and
+//! The one module that talks to libc directly: epoll, poll, socket calls, signals and
 //! resource limits, each wrapped in a small safe function.
 //!
 //! Every `unsafe` block in nexushub lives here and carries a `// SAFETY:` comment;
@@ -39,7 +39,7 @@ pub struct Event {
 
 /// An epoll set. Registrations are one-shot: after an event fires, the fd stays in
 /// the set but is disarmed until [`Epoll::rearm`], which is exactly the hand-off
-/// the acceptor needs (a worker owns the connection meanwhile).
+/// the park set needs (one worker owns the connection meanwhile).
 #[derive(Debug)]
 pub struct Epoll {
     fd: OwnedFd,
@@ -73,12 +73,6 @@ impl Epoll {
         Ok(())
     }
 
-    /// Adds `fd` with a level-triggered (not one-shot) registration; for the
-    /// listening socket and the wake-up eventfd.
-    pub fn add_persistent(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, interest.bits(), token)
-    }
-
     /// Adds `fd` armed once for `interest`.
     pub fn add_oneshot(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
         self.ctl(
@@ -99,46 +93,6 @@ impl Epoll {
         )
     }
 
-    /// Removes `fd` from the set (closing the fd also does this).
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
-    }
-
-    /// Waits up to `timeout` for events, filling `out` (cleared first).
-    pub fn wait(&self, out: &mut Vec<Event>, max: usize, timeout: Duration) -> io::Result<()> {
-        out.clear();
-        let max = max.clamp(1, 4096);
-        let mut raw = [libc::epoll_event { events: 0, u64: 0 }; 256];
-        let cap = max.min(raw.len());
-        let ms = timeout_ms(timeout);
-        // SAFETY: `raw` is a writable array of at least `cap` epoll_events; the kernel
-        // writes at most `cap` entries and returns how many.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                raw.as_mut_ptr(),
-                cap as libc::c_int,
-                ms,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(err);
-        }
-        for ev in raw.iter().take(n as usize) {
-            // Copy out of the (packed on x86_64) struct before use.
-            let bits = ev.events;
-            let token = ev.u64;
-            out.push(Event { token, bits });
-        }
-        Ok(())
-    }
-}
-
-impl Epoll {
     /// Waits up to `timeout` for one event; `Ok(None)` on timeout or a signal.
     /// Several threads may wait on one set: the kernel wakes one per event.
     pub fn wait_one(&self, timeout: Duration) -> io::Result<Option<Event>> {
@@ -193,70 +147,10 @@ pub fn peek_nonblocking(fd: RawFd) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// True when the event bits say the peer hung up or the socket errored.
-pub fn is_hangup(bits: u32) -> bool {
-    bits & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
-}
-
 fn timeout_ms(timeout: Duration) -> libc::c_int {
     // Round up so that a 0.4 ms remainder does not become a busy 0 ms wait.
     let ms = timeout.as_micros().div_ceil(1000);
     ms.min(i32::MAX as u128) as libc::c_int
-}
-
-/// A non-blocking eventfd used to wake the acceptor's `epoll_wait`.
-#[derive(Debug)]
-pub struct EventFd {
-    fd: OwnedFd,
-}
-
-impl EventFd {
-    /// Creates a non-blocking, close-on-exec eventfd.
-    pub fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    /// Makes the eventfd readable (wakes a waiter). Never blocks.
-    pub fn notify(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to our own open eventfd. A full
-        // counter (EAGAIN) already means "wake up", so the result is ignored.
-        unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                (&one as *const u64).cast::<libc::c_void>(),
-                8,
-            );
-        }
-    }
-
-    /// Resets the counter so the eventfd is no longer readable.
-    pub fn drain(&self) {
-        let mut buf: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a valid u64 from our own open eventfd;
-        // EAGAIN (already drained) is fine and ignored.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut buf as *mut u64).cast::<libc::c_void>(),
-                8,
-            );
-        }
-    }
-}
-
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
 }
 
 /// Waits until `fd` is readable (`Interest::Read`) or writable, or `timeout`
