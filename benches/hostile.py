@@ -7,8 +7,8 @@ limit; this file does the rest with the standard library only:
   run    start nexushub with a small worker pool (`workers = 4`, every other
          [proxy] key at its default) in front of a `nexushub whoami` app that it
          runs itself, on 127.0.0.1; measure a normal client alone (baseline), then
-         during slowhttptest's slowloris (-H), slow body (-B) and slow read (-X)
-         attacks, then during a flood of idle TLS connections from 127.0.0.1;
+         during a flood of idle TLS connections from 127.0.0.1, then during
+         slowhttptest's slowloris (-H), slow body (-B) and slow read (-X) attacks;
          write benches/results/hostile.md (also printed).
   probe  the normal client: from a given source address, one HTTPS GET /hello on
          a fresh TCP and TLS connection every INTERVAL seconds until its stdin
@@ -855,31 +855,9 @@ def cmd_run(a):
         # --- baseline
         phase("baseline (no attack)", lambda: time.sleep(a.baseline) or {})
 
-        # --- slow attacks
-        for key, title, flag, path, extra in ATTACKS:
-            if a.only and key not in a.only:
-                continue
-            res = {}
-
-            def attack(key=key, flag=flag, path=path, extra=extra, res=res):
-                res["rounds"] = run_attack(a, port, key, flag, path, extra, a.duration)
-                return {}
-
-            log(f"{title}: {a.conns} connections, {a.duration} s")
-            phase(title, attack, key)
-            s = attack_summary(res["rounds"])
-            ctx["attacks"].append((key, title, s))
-            if res["rounds"]:
-                ctx["commands"].append((title, res["rounds"][0]["argv"]))
-            left = wait_drained(port, 30)
-            if left:
-                ctx["findings"].append(f"{title}: nexushub still held {left} client connection(s) 30 s after "
-                                       "slowhttptest ended.")
-            if s["unavailable"]:
-                ctx["findings"].append(f"{title}: slowhttptest's own probe found the service unavailable for "
-                                       f"{s['unavailable']} of {s['seconds']} s.")
-
-        # --- flood of idle connections from 127.0.0.1, the normal client on 127.0.0.2
+        # --- flood of idle connections from 127.0.0.1, the normal client on 127.0.0.2.
+        # First after the baseline, so that its memory figure starts from a heap the
+        # slow attacks (64 MiB responses) have not grown.
         if not a.only or "flood" in a.only:
             time.sleep(1.0)
             rss_before = vm_rss_kib(nh.pid)
@@ -923,6 +901,30 @@ def cmd_run(a):
             if flood.get("alive") is not None and flood["alive"] < flood["ok"]:
                 ctx["findings"].append(f"flood: only {flood['alive']:,} of the {flood['ok']:,} idle connections "
                                        f"were still open after {a.flood_hold} s")
+
+        # --- slow attacks
+        for key, title, flag, path, extra in ATTACKS:
+            if a.only and key not in a.only:
+                continue
+            res = {}
+
+            def attack(key=key, flag=flag, path=path, extra=extra, res=res):
+                res["rounds"] = run_attack(a, port, key, flag, path, extra, a.duration)
+                return {}
+
+            log(f"{title}: {a.conns} connections, {a.duration} s")
+            phase(title, attack, key)
+            s = attack_summary(res["rounds"])
+            ctx["attacks"].append((key, title, s))
+            if res["rounds"]:
+                ctx["commands"].append((title, res["rounds"][0]["argv"]))
+            left = wait_drained(port, 30)
+            if left:
+                ctx["findings"].append(f"{title}: nexushub still held {left} client connection(s) 30 s after "
+                                       "slowhttptest ended.")
+            if s["unavailable"]:
+                ctx["findings"].append(f"{title}: slowhttptest's own probe found the service unavailable for "
+                                       f"{s['unavailable']} of {s['seconds']} s.")
 
         # Whatever nexushub logged at WARN/ERROR that the attacks do not explain.
         full = nh.log_text()
