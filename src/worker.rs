@@ -215,19 +215,20 @@ enum Next {
 
 /// Serves a connection until it would block (then parks it) or ends.
 fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
+    // Set after a response: the next request of a busy keep-alive client usually
+    // arrives within a round trip, and waiting that long here is cheaper than
+    // parking the connection (an epoll_ctl, and a wake-up of whichever worker).
+    let mut may_linger = false;
     if let Some(ex) = conn.exchange.take() {
         if let Some(at) = conn.parked_at.take() {
             conn.waited += at.elapsed();
         }
-        match drive(&mut conn, *ex, sh, st) {
-            Next::KeepAlive => {
-                conn.phase = Phase::Idle;
-                conn.deadline = Instant::now() + sh.limits.idle_timeout;
-            }
-            Next::Close { linger } => return conn.close(linger),
-            Next::Abort => return conn.abort(),
-            Next::Park(interest) => return sh.parked.park(conn, interest),
-        }
+        let next = drive(&mut conn, *ex, sh, st);
+        let Some(c) = carry_on(conn, next, sh) else {
+            return;
+        };
+        conn = c;
+        may_linger = true;
     }
     if conn.phase == Phase::Handshake {
         match conn.drive_handshake() {
@@ -244,25 +245,17 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
         }
     }
     let max_head = sh.limits.max_head_bytes;
-    // Set after a response: the next request of a busy keep-alive client usually
-    // arrives within a round trip, and waiting that long here is cheaper than a
-    // trip through the acceptor (two thread wake-ups).
-    let mut may_linger = false;
     loop {
         match http1::parse_request(&conn.buf, max_head) {
             Ok(Some(req)) => {
                 conn.buf.drain(..req.head_len);
                 conn.requests += 1;
-                match handle(&mut conn, req, sh, st) {
-                    Next::KeepAlive => {
-                        conn.phase = Phase::Idle;
-                        conn.deadline = Instant::now() + sh.limits.idle_timeout;
-                        may_linger = true;
-                    }
-                    Next::Close { linger } => return conn.close(linger),
-                    Next::Abort => return conn.abort(),
-                    Next::Park(interest) => return sh.parked.park(conn, interest),
-                }
+                let next = handle(&mut conn, req, sh, st);
+                let Some(c) = carry_on(conn, next, sh) else {
+                    return;
+                };
+                conn = c;
+                may_linger = true;
             }
             Ok(None) => {
                 // Right after a response the socket is known to be drained: wait
@@ -325,6 +318,22 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
             }
         }
     }
+}
+
+/// Does what the end of a request decided: the connection back when it carries
+/// on (idle, waiting for the next request), else closed, dropped or parked.
+fn carry_on(mut conn: ClientConn, next: Next, sh: &Shared) -> Option<ClientConn> {
+    match next {
+        Next::KeepAlive => {
+            conn.phase = Phase::Idle;
+            conn.deadline = Instant::now() + sh.limits.idle_timeout;
+            return Some(conn);
+        }
+        Next::Close { linger } => conn.close(linger),
+        Next::Abort => conn.abort(),
+        Next::Park(interest) => sh.parked.park(conn, interest),
+    }
+    None
 }
 
 /// Routes and serves one request whose head is complete.
