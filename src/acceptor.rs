@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 
 use crate::access_log::AccessLog;
 use crate::conn::{Census, ClientConn, Phase, Refusal, Slot};
+use crate::forward::Waiting;
 use crate::park::ParkSet;
 use crate::sys::{self, Interest};
 
@@ -199,7 +200,24 @@ impl Acceptor {
                     log::debug!("{}: idle keep-alive connection closed", conn.peer);
                     conn.close(false);
                 }
-                Phase::Exchange => crate::worker::expire(conn, &self.access),
+                Phase::Exchange => {
+                    let on_backend = conn
+                        .exchange
+                        .as_ref()
+                        .is_some_and(|ex| ex.waiting() == Some(Waiting::Backend));
+                    if on_backend {
+                        // The answer (504, or a cut) is a worker's to give: the
+                        // client's socket is writable, so parking the exchange
+                        // on it wakes one at once.
+                        let mut conn = conn;
+                        if let Some(ex) = conn.exchange.as_mut() {
+                            ex.expired = true;
+                        }
+                        self.parked.park(conn, Interest::Write);
+                    } else {
+                        crate::worker::expire(conn, &self.access);
+                    }
+                }
             }
         }
     }

@@ -16,7 +16,7 @@
 //! its `Content-Length`, so the client cannot take a cut response for a whole one.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -84,13 +84,22 @@ pub enum Progress {
     Done(Done),
     /// It cannot finish.
     Failed(Failure),
-    /// The client is not ready: park the connection, with the exchange, until it
-    /// is ready for this.
-    Blocked(Interest),
+    /// A peer is not ready: park the connection, with the exchange, until it is.
+    Blocked(Waiting),
+}
+
+/// What a parked exchange waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// The client: its next request body bytes (`Read`) or room for the
+    /// response (`Write`).
+    Client(Interest),
+    /// The backend's response head, or its next response body bytes.
+    Backend,
 }
 
 /// One request on its way through nexushub, from the complete head to the last
-/// byte of the response; parked with its connection while the client is slow.
+/// byte of the response; parked with its connection while a peer is not ready.
 #[derive(Debug)]
 pub struct Exchange {
     /// The request (its head already consumed from the connection's buffer).
@@ -99,8 +108,12 @@ pub struct Exchange {
     pub app: Arc<str>,
     /// When its head was complete.
     pub started: Instant,
+    /// Set by the deadline sweep when a parked wait on the backend ran out; the
+    /// worker that resumes the exchange answers 504 (or cuts the response).
+    pub expired: bool,
     addr: SocketAddr,
     live: Option<Live>,
+    waiting: Option<Waiting>,
     _total: InFlight,
     _instance: InFlight,
 }
@@ -112,14 +125,21 @@ struct Live {
     stage: Stage,
     /// Plaintext for the client that rustls had no room for when the socket blocked.
     pending: Vec<u8>,
-    /// Backend bytes read but not framed for the client yet, while parked.
+    /// Backend bytes read but not used yet, while parked.
     backlog: Vec<u8>,
+    /// When the backend must have answered (the response head, or its next
+    /// body bytes).
+    backend_deadline: Instant,
 }
 
 #[derive(Debug)]
 enum Stage {
     /// The request body is on its way to the backend; `moved` bytes so far.
     Upload { body: Upload, moved: u64 },
+    /// The request is sent; the response head is awaited. `retryable`: the
+    /// connection came from the pool and nothing of the request is lost if it
+    /// turns out closed (no body), so a fresh connection may be tried once.
+    AwaitHead { retryable: bool },
     /// The response is on its way to the client.
     Download(Download),
 }
@@ -165,7 +185,10 @@ enum SendError {
 /// How far a step got.
 enum Flow {
     Finished,
+    /// The client is not ready.
     Blocked,
+    /// The backend has sent nothing more yet.
+    BackendBlocked,
 }
 
 impl Exchange {
@@ -183,8 +206,10 @@ impl Exchange {
             req,
             app,
             started,
+            expired: false,
             addr,
             live: None,
+            waiting: None,
             _total: total,
             _instance: instance,
         }
@@ -199,7 +224,7 @@ impl Exchange {
                 let unacked = sys::unsent_bytes(conn.sock.as_raw_fd()).unwrap_or(0);
                 d.sent.saturating_sub((pending + unacked) as u64)
             }
-            None => 0,
+            _ => 0,
         }
     }
 
@@ -211,7 +236,25 @@ impl Exchange {
         }
     }
 
-    /// Runs the exchange as far as it goes without waiting on the client.
+    /// What the exchange waits for while parked.
+    pub fn waiting(&self) -> Option<Waiting> {
+        self.waiting
+    }
+
+    /// When the backend must have answered, while the exchange waits on it.
+    pub fn backend_deadline(&self) -> Option<Instant> {
+        self.live.as_ref().map(|l| l.backend_deadline)
+    }
+
+    /// The backend socket to park on, and whether it is in the epoll set yet
+    /// (set to true by the caller once it is).
+    pub fn backend_registration(&mut self) -> Option<(RawFd, &mut bool)> {
+        let be = &mut self.live.as_mut()?.backend;
+        Some((be.sock.as_raw_fd(), &mut be.registered))
+    }
+
+    /// Runs the exchange as far as it goes without waiting on the client or on
+    /// a backend that has not answered yet.
     pub fn run(
         &mut self,
         conn: &mut ClientConn,
@@ -219,6 +262,7 @@ impl Exchange {
         st: &mut WorkerState,
         closing: bool,
     ) -> Progress {
+        self.waiting = None;
         st.out.clear();
         let mut live = match self.live.take() {
             Some(mut live) => {
@@ -226,21 +270,25 @@ impl Exchange {
                 live.backlog.clear();
                 live
             }
-            None => match self.begin(conn, limits, st, closing) {
+            None => match self.begin(conn, limits, st) {
                 Ok(live) => live,
                 Err(f) => return Progress::Failed(f),
             },
         };
-        // Bounded: an upload ends in a download, a download in an answer.
-        for _ in 0..2 {
-            match &mut live.stage {
+        if self.expired {
+            return Progress::Failed(self.timeout_failure(&live, limits, st));
+        }
+        // Bounded: upload, head (with at most one retry), download.
+        for _ in 0..4 {
+            let waiting = match &mut live.stage {
                 Stage::Upload { body, moved } => {
                     match upload(conn, &mut live.backend, body, moved, limits, st) {
-                        Ok(Flow::Blocked) => {
-                            self.live = Some(live);
-                            return Progress::Blocked(Interest::Read);
+                        Ok(Flow::Finished) => {
+                            live.stage = Stage::AwaitHead { retryable: false };
+                            live.backend_deadline = Instant::now() + limits.backend_timeout;
+                            continue;
                         }
-                        Ok(Flow::Finished) => {}
+                        Ok(_) => Waiting::Client(Interest::Read),
                         Err(SendError::Client(reason)) => {
                             return Progress::Failed(abort(reason, None, 0))
                         }
@@ -254,29 +302,47 @@ impl Exchange {
                             return Progress::Failed(backend_io(&self.app, detail, false))
                         }
                     }
-                    let resp =
-                        match read_response_head(&mut live.backend, self.req.is_head(), limits, st)
-                        {
-                            Ok(resp) => resp,
-                            Err(e) => return Progress::Failed(self.head_failure(e, limits)),
-                        };
-                    live.stage = Stage::Download(self.download(&resp, st, closing));
+                }
+                Stage::AwaitHead { retryable } => {
+                    let retryable = *retryable;
+                    match poll_response_head(&mut live.backend, self.req.is_head(), st) {
+                        Ok(Some(resp)) => {
+                            live.stage = Stage::Download(self.download(&resp, st, closing));
+                            continue;
+                        }
+                        Ok(None) => Waiting::Backend,
+                        Err(HeadError::Closed(detail)) if retryable => {
+                            log::debug!(
+                                "{}: pooled connection failed ({detail}); retrying fresh",
+                                self.addr
+                            );
+                            st.rbuf.clear();
+                            match self.send_head(conn, limits, st, false) {
+                                Ok(be) => {
+                                    live.backend = be;
+                                    live.stage = Stage::AwaitHead { retryable: false };
+                                    live.backend_deadline = Instant::now() + limits.backend_timeout;
+                                    continue;
+                                }
+                                Err(f) => return Progress::Failed(f),
+                            }
+                        }
+                        Err(e) => return Progress::Failed(self.head_failure(e)),
+                    }
                 }
                 Stage::Download(dl) => {
-                    return match download(
+                    match download(
                         conn,
                         &mut live.backend,
                         dl,
                         &mut live.pending,
-                        limits,
                         st,
                         &self.app,
                     ) {
-                        Ok(Flow::Blocked) => {
-                            live.backlog.extend_from_slice(st.rbuf.data());
-                            st.rbuf.clear();
-                            self.live = Some(live);
-                            Progress::Blocked(Interest::Write)
+                        Ok(Flow::Blocked) => Waiting::Client(Interest::Write),
+                        Ok(Flow::BackendBlocked) => {
+                            live.backend_deadline = Instant::now() + limits.backend_timeout;
+                            Waiting::Backend
                         }
                         Ok(Flow::Finished) => {
                             let done = Done {
@@ -287,46 +353,63 @@ impl Exchange {
                             if dl.backend_reusable && dl.clean {
                                 st.pool.put(live.backend);
                             }
-                            Progress::Done(done)
+                            return Progress::Done(done);
                         }
-                        Err(f) => Progress::Failed(f),
-                    };
+                        Err(f) => return Progress::Failed(f),
+                    }
                 }
-            }
+            };
+            live.backlog.extend_from_slice(st.rbuf.data());
+            st.rbuf.clear();
+            self.live = Some(live);
+            self.waiting = Some(waiting);
+            return Progress::Blocked(waiting);
         }
         Progress::Failed(abort("exchange did not progress", None, 0))
     }
 
-    /// Takes a backend connection and sends the request head; without a body,
-    /// also reads the response head. A failure before any response byte on a
-    /// pooled connection is retried once on a fresh one while the request can be
-    /// replayed whole (no body byte taken from the client yet).
-    fn begin(
-        &mut self,
-        conn: &mut ClientConn,
+    /// The backend did not answer before its deadline while parked.
+    fn timeout_failure(&self, live: &Live, limits: &Limits, st: &mut WorkerState) -> Failure {
+        match &live.stage {
+            Stage::Download(dl) if dl.pushed => abort(
+                "backend timed out in the middle of the response body",
+                Some(dl.status),
+                dl.sent,
+            ),
+            Stage::Download(_) => {
+                st.out.clear();
+                backend_io(
+                    &self.app,
+                    "timed out in the middle of the response body".to_string(),
+                    true,
+                )
+            }
+            _ => Failure::Answer {
+                error: ProxyError::BackendTimeout {
+                    app: self.app.clone(),
+                    timeout: limits.backend_timeout,
+                },
+                body_read: true,
+            },
+        }
+    }
+
+    /// Takes a backend connection (from the pool unless `fresh_only`) and sends
+    /// the request head.
+    fn send_head(
+        &self,
+        conn: &ClientConn,
         limits: &Limits,
         st: &mut WorkerState,
-        closing: bool,
-    ) -> Result<Live, Failure> {
-        let req = &self.req;
-        let (app, addr) = (&self.app, self.addr);
+        pooled: bool,
+    ) -> Result<BackendConn, Failure> {
+        let (req, app, addr) = (&self.req, &self.app, self.addr);
         let has_body = !matches!(req.body, BodyFraming::None | BodyFraming::Length(0));
-        if req.body == BodyFraming::Chunked {
-            // Whatever of the body came with the head (an attack usually does) is
-            // checked before the backend sees a byte, so a framing error there is a
-            // 400 that never reaches the app. Errors further into a streamed body are
-            // still caught by the decoder; the app then sees a cut request.
-            precheck_chunked(&conn.buf).map_err(|e| Failure::Answer {
-                error: ProxyError::RequestBody(e),
-                body_read: false,
-            })?;
-        }
-        let mut fresh_only = false;
+        let mut pooled = pooled;
+        // At most two attempts: a pooled connection that fails on write is
+        // followed by a fresh one.
         for _ in 0..2 {
-            let mut be = match (!fresh_only)
-                .then(|| st.pool.take(addr, !has_body))
-                .flatten()
-            {
+            let mut be = match pooled.then(|| st.pool.take(addr, !has_body)).flatten() {
                 Some(be) => be,
                 None => {
                     upstream::connect(addr, limits.backend_connect_timeout, limits.backend_timeout)
@@ -349,77 +432,86 @@ impl Exchange {
                         })?
                 }
             };
-            let retryable = be.reused;
             st.out.clear();
             http1::write_backend_request(&mut st.out, req, conn.peer.ip());
             let deadline = Instant::now() + limits.backend_timeout;
-            if let Err(e) = be.write_all(&st.out, deadline) {
-                st.out.clear();
-                if retryable {
-                    log::debug!("{addr}: pooled connection failed on write ({e}); retrying fresh");
-                    fresh_only = true;
-                    continue;
-                }
-                return Err(backend_io(
-                    app,
-                    format!("failed while receiving the request: {e}"),
-                    !has_body,
-                ));
-            }
+            let sent = be.write_all(&st.out, deadline);
             st.out.clear();
-            if has_body {
-                if req.expect_continue && req.version == Version::Http11 {
-                    let deadline = Instant::now() + limits.client_timeout;
-                    conn.write_all(CONTINUE, deadline)
-                        .and_then(|_| conn.flush(deadline))
-                        .map_err(|e| abort(format!("client: {e}"), None, 0))?;
+            match sent {
+                Ok(()) => return Ok(be),
+                Err(e) if be.reused => {
+                    log::debug!("{addr}: pooled connection failed on write ({e}); retrying fresh");
+                    pooled = false;
                 }
-                let body = match req.body {
-                    BodyFraming::Length(n) => Upload::Length { left: n },
-                    _ => Upload::Chunked(http1::ChunkedDecoder::new(MAX_TRAILER_BYTES)),
-                };
-                return Ok(Live {
-                    backend: be,
-                    stage: Stage::Upload { body, moved: 0 },
-                    pending: Vec::new(),
-                    backlog: Vec::new(),
-                });
-            }
-            match read_response_head(&mut be, req.is_head(), limits, st) {
-                Ok(resp) => {
-                    let dl = self.download(&resp, st, closing);
-                    return Ok(Live {
-                        backend: be,
-                        stage: Stage::Download(dl),
-                        pending: Vec::new(),
-                        backlog: Vec::new(),
-                    });
+                Err(e) => {
+                    return Err(backend_io(
+                        app,
+                        format!("failed while receiving the request: {e}"),
+                        !has_body,
+                    ))
                 }
-                Err(HeadError::Closed(detail)) if retryable => {
-                    log::debug!("{addr}: pooled connection failed ({detail}); retrying fresh");
-                    fresh_only = true;
-                }
-                Err(e) => return Err(self.head_failure(e, limits)),
             }
         }
         Err(backend_io(
             app,
-            "closed the connection without answering".to_string(),
-            true,
+            "failed while receiving the request".to_string(),
+            !has_body,
         ))
     }
 
-    fn head_failure(&self, e: HeadError, limits: &Limits) -> Failure {
+    /// Sends the request head on a pooled or fresh backend connection and sets
+    /// up what comes next: the body, or the wait for the response head.
+    fn begin(
+        &mut self,
+        conn: &mut ClientConn,
+        limits: &Limits,
+        st: &mut WorkerState,
+    ) -> Result<Live, Failure> {
+        let has_body = !matches!(self.req.body, BodyFraming::None | BodyFraming::Length(0));
+        if self.req.body == BodyFraming::Chunked {
+            // Whatever of the body came with the head (an attack usually does) is
+            // checked before the backend sees a byte, so a framing error there is a
+            // 400 that never reaches the app. Errors further into a streamed body are
+            // still caught by the decoder; the app then sees a cut request.
+            precheck_chunked(&conn.buf).map_err(|e| Failure::Answer {
+                error: ProxyError::RequestBody(e),
+                body_read: false,
+            })?;
+        }
+        st.rbuf.clear();
+        let be = self.send_head(conn, limits, st, true)?;
+        let stage = if has_body {
+            let req = &self.req;
+            if req.expect_continue && req.version == Version::Http11 {
+                let deadline = Instant::now() + limits.client_timeout;
+                conn.write_all(CONTINUE, deadline)
+                    .and_then(|_| conn.flush(deadline))
+                    .map_err(|e| abort(format!("client: {e}"), None, 0))?;
+            }
+            let body = match req.body {
+                BodyFraming::Length(n) => Upload::Length { left: n },
+                _ => Upload::Chunked(http1::ChunkedDecoder::new(MAX_TRAILER_BYTES)),
+            };
+            Stage::Upload { body, moved: 0 }
+        } else {
+            // The answer cannot be there yet: no read before parking on it.
+            Stage::AwaitHead {
+                retryable: be.reused,
+            }
+        };
+        Ok(Live {
+            backend: be,
+            stage,
+            pending: Vec::new(),
+            backlog: Vec::new(),
+            backend_deadline: Instant::now() + limits.backend_timeout,
+        })
+    }
+
+    fn head_failure(&self, e: HeadError) -> Failure {
         let app = self.app.clone();
         match e {
             HeadError::Closed(detail) => backend_io(&app, detail, true),
-            HeadError::TimedOut => Failure::Answer {
-                error: ProxyError::BackendTimeout {
-                    app,
-                    timeout: limits.backend_timeout,
-                },
-                body_read: true,
-            },
             HeadError::Invalid(source) => Failure::Answer {
                 error: ProxyError::BackendInvalid { app, source },
                 body_read: true,
@@ -548,7 +640,6 @@ fn download(
     be: &mut BackendConn,
     dl: &mut Download,
     pending: &mut Vec<u8>,
-    limits: &Limits,
     st: &mut WorkerState,
     app: &Arc<str>,
 ) -> Result<Flow, Failure> {
@@ -663,17 +754,39 @@ fn download(
         if finished {
             return Ok(Flow::Finished);
         }
-        match read_more(be, st, limits) {
-            Ok(()) => {}
-            Err(w) if w == "closed" && matches!(dl.body, BodyLeft::UntilClose) => {
+        match read_more(be, st) {
+            Ok(More::Bytes) => {}
+            Ok(More::NotYet) => {
+                // What is framed goes out before we wait (a streamed response
+                // must not sit here), then the exchange parks on the backend.
+                if !st.out.is_empty() {
+                    dl.pushed = true;
+                    let (taken, flushed) = conn
+                        .send_nonblocking(&st.out)
+                        .map_err(|e| client_err(e, dl.sent))?;
+                    if taken < st.out.len() {
+                        pending.extend_from_slice(&st.out[taken..]);
+                    }
+                    st.out.clear();
+                    if !flushed {
+                        return Ok(Flow::Blocked);
+                    }
+                }
+                return Ok(Flow::BackendBlocked);
+            }
+            Ok(More::Closed) if matches!(dl.body, BodyLeft::UntilClose) => {
                 if dl.framing == ClientFraming::Chunked {
                     st.out.extend_from_slice(http1::LAST_CHUNK);
                 }
                 dl.clean = false;
                 dl.body = BodyLeft::Finished;
             }
-            Err(w) => {
-                let detail = format!("{w} in the middle of the response body");
+            Ok(More::Closed) => {
+                let detail = "closed in the middle of the response body".to_string();
+                return Err(backend_failed(dl, st, detail));
+            }
+            Err(e) => {
+                let detail = format!("{e} in the middle of the response body");
                 return Err(backend_failed(dl, st, detail));
             }
         }
@@ -707,21 +820,20 @@ fn precheck_chunked(buf: &[u8]) -> Result<(), http1::ChunkError> {
 enum HeadError {
     /// Closed or reset before a whole head (nothing usable arrived).
     Closed(String),
-    TimedOut,
     Invalid(http1::ResponseError),
 }
 
-/// Reads the final response head into `st.rbuf`, skipping 1xx interim
-/// responses. On success the head is `st.rbuf.data()[..head_len]`.
-fn read_response_head(
+/// Reads what the backend has sent of the final response head into `st.rbuf`
+/// (after what is there from before), without blocking, skipping 1xx interim
+/// responses. `Ok(None)`: not all of it yet. On success the head is
+/// `st.rbuf.data()[..head_len]`.
+fn poll_response_head(
     be: &mut BackendConn,
     request_was_head: bool,
-    limits: &Limits,
     st: &mut WorkerState,
-) -> Result<http1::Response, HeadError> {
-    let deadline = Instant::now() + limits.backend_timeout;
-    st.rbuf.clear();
-    loop {
+) -> Result<Option<http1::Response>, HeadError> {
+    // Bounded: each round consumes an interim head or reads bytes, or returns.
+    for _ in 0..1024 {
         match http1::parse_response(st.rbuf.data(), MAX_RESPONSE_HEAD_BYTES, request_was_head) {
             Ok(Some(resp)) if (100..200).contains(&resp.status) => {
                 if resp.status == 101 {
@@ -731,7 +843,7 @@ fn read_response_head(
                 st.rbuf.consume(resp.head_len);
                 continue;
             }
-            Ok(Some(resp)) => return Ok(resp),
+            Ok(Some(resp)) => return Ok(Some(resp)),
             Ok(None) => {}
             Err(e) => return Err(HeadError::Invalid(e)),
         }
@@ -739,7 +851,7 @@ fn read_response_head(
             return Err(HeadError::Invalid(http1::ResponseError::HeadTooLarge));
         }
         let had = st.rbuf.len();
-        match be.read_into(&mut st.rbuf, deadline) {
+        match be.read_nonblocking(&mut st.rbuf) {
             Ok(0) => {
                 return Err(HeadError::Closed(if had == 0 {
                     "closed the connection without answering".to_string()
@@ -748,12 +860,12 @@ fn read_response_head(
                 }));
             }
             Ok(_) => {}
-            Err(Wait::TimedOut) => return Err(HeadError::TimedOut),
-            Err(Wait::Io(e)) => {
-                return Err(HeadError::Closed(format!("failed before answering: {e}")));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(HeadError::Closed(format!("failed before answering: {e}"))),
         }
     }
+    Err(HeadError::Invalid(http1::ResponseError::HeadTooLarge))
 }
 
 /// Appends body bytes to `st.out` in the client's framing.
@@ -770,14 +882,24 @@ fn emit(out: &mut Vec<u8>, data: &[u8], framing: ClientFraming) {
     }
 }
 
-/// Reads more bytes from the backend into `st.rbuf` (at least one), after the
-/// unconsumed ones. Errors are "closed", "timed out", or the socket error text.
-fn read_more(be: &mut BackendConn, st: &mut WorkerState, limits: &Limits) -> Result<(), String> {
-    let deadline = Instant::now() + limits.backend_timeout;
-    match be.read_into(&mut st.rbuf, deadline) {
-        Ok(0) => Err("closed".to_string()),
-        Ok(_) => Ok(()),
-        Err(Wait::TimedOut) => Err("timed out".to_string()),
-        Err(Wait::Io(e)) => Err(e.to_string()),
+/// What a read of more response body bytes found.
+enum More {
+    Bytes,
+    /// Nothing yet: the backend has not sent more.
+    NotYet,
+    Closed,
+}
+
+/// Reads more bytes from the backend into `st.rbuf`, after the unconsumed ones,
+/// without blocking.
+fn read_more(be: &mut BackendConn, st: &mut WorkerState) -> std::io::Result<More> {
+    loop {
+        match be.read_nonblocking(&mut st.rbuf) {
+            Ok(0) => return Ok(More::Closed),
+            Ok(_) => return Ok(More::Bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(More::NotYet),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::conn::ClientConn;
+use crate::forward::Waiting;
 use crate::sys::{Epoll, Interest};
 
 /// Shards of the token table, so that parking and waking rarely meet on a lock.
@@ -59,14 +60,41 @@ impl ParkSet {
     /// Parks `conn` until it is ready for `interest` (or its deadline passes).
     /// While shutting down, a connection with no exchange in progress is closed
     /// instead: it has no request in flight.
-    pub fn park(&self, mut conn: ClientConn, interest: Interest) {
+    pub fn park(&self, conn: ClientConn, interest: Interest) {
+        self.park_on(conn, Waiting::Client(interest));
+    }
+
+    /// Parks a connection whose exchange (in `conn.exchange`) waits for
+    /// `waiting`: the client's socket, or its backend connection's.
+    pub fn park_exchange(&self, conn: ClientConn, waiting: Waiting) {
+        self.park_on(conn, waiting);
+    }
+
+    fn park_on(&self, mut conn: ClientConn, waiting: Waiting) {
         if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
             return conn.close(false);
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let fd = conn.sock.as_raw_fd();
-        let first = !conn.registered;
-        conn.registered = true;
+        let (fd, first, interest) = match waiting {
+            Waiting::Client(interest) => {
+                let first = !conn.registered;
+                conn.registered = true;
+                (conn.sock.as_raw_fd(), first, interest)
+            }
+            Waiting::Backend => {
+                let Some((fd, registered)) = conn
+                    .exchange
+                    .as_mut()
+                    .and_then(|ex| ex.backend_registration())
+                else {
+                    log::error!("{}: no backend connection to wait on", conn.peer);
+                    return conn.abort();
+                };
+                let first = !*registered;
+                *registered = true;
+                (fd, first, Interest::Read)
+            }
+        };
         // In the table before it is armed: the event may fire at once.
         self.shard(token).lock().insert(token, conn);
         self.parked.fetch_add(1, Ordering::SeqCst);

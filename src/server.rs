@@ -25,6 +25,7 @@ use crate::procman;
 use crate::routes::{self, RouteMap, SharedRoutes};
 use crate::sys::{self, Signal};
 use crate::tls;
+use crate::upstream::Pool;
 use crate::worker::{self, Limits, Shared};
 
 /// How often the signal loop wakes to flush the access log.
@@ -118,7 +119,7 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         access: access.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         closing: Arc::new(AtomicBool::new(false)),
-        backend_idle_timeout: p.backend_idle_timeout,
+        pool: Arc::new(Pool::new(p.backend_idle_timeout)),
     });
     let workers = worker::spawn(p.workers, shared.clone())
         .map_err(|e| format!("cannot start workers: {e}"))?;

@@ -130,15 +130,25 @@ pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
 /// Peeks one byte without blocking, whatever the socket's mode: `Ok(0)` is EOF,
 /// `WouldBlock` means open and quiet.
 pub fn peek_nonblocking(fd: RawFd) -> io::Result<usize> {
-    let mut byte = 0u8;
-    // SAFETY: recv writes at most 1 byte into the valid `byte`; `fd` is an open
-    // socket the caller holds.
+    let mut byte = [0u8; 1];
+    recv(fd, &mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+}
+
+/// Reads into `buf` without blocking, whatever the socket's mode
+/// (`MSG_DONTWAIT`): `WouldBlock` when nothing is there yet, `Ok(0)` at EOF.
+pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv(fd, buf, libc::MSG_DONTWAIT)
+}
+
+fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into the valid, writable
+    // `buf`; `fd` is an open socket the caller holds.
     let n = unsafe {
         libc::recv(
             fd,
-            (&mut byte as *mut u8).cast::<libc::c_void>(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+            flags,
         )
     };
     if n < 0 {

@@ -1,23 +1,27 @@
-//! Backend connections: connecting with a deadline, and each worker's pool of idle
+//! Backend connections: connecting with a deadline, and the pool of idle
 //! keep-alive connections.
 //!
-//! Backend sockets are blocking with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to
-//! `backend_timeout`: waiting for a response is then one `read` call, not a read
-//! that says EAGAIN, a `poll` and a read again. The socket timeout is lowered
-//! to what is left of a phase's deadline only when less than that is left.
+//! Backend sockets are blocking for writes, with `SO_SNDTIMEO` set to
+//! `backend_timeout` (lowered to what is left of a phase's deadline only when
+//! less than that is left): a request and its body go out in `write` calls that
+//! rarely wait. Reads never block (`MSG_DONTWAIT`): when the backend has not
+//! answered yet, the exchange is parked on the socket in the park set and the
+//! worker takes other work (see `forward.rs`).
 //!
-//! The pool is per worker, so taking and returning a connection needs no lock
-//! (the route map's read lock stays the only shared step of a request). An idle
-//! connection is checked before reuse: one non-blocking `peek` tells whether the
-//! backend closed it (EOF) or sent something unasked (discard), and one older than
-//! `backend_idle_timeout` is closed rather than reused, since the app may be about
-//! to close it from its side.
+//! The pool is shared by the workers (see [`Pool`] for why), behind a lock held
+//! only to pop or push. An idle connection is checked before reuse: one
+//! non-blocking `peek` tells whether the backend closed it (EOF) or sent
+//! something unasked (discard), and one older than `backend_idle_timeout` is
+//! closed rather than reused, since the app may be about to close it from its
+//! side.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::deadline::Wait;
 use crate::readbuf::ReadBuf;
@@ -32,18 +36,22 @@ pub const FRESH_IDLE: Duration = Duration::from_secs(1);
 /// A socket timeout this close to the time left is close enough to keep.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
-/// Idle connections kept per backend address per worker.
-pub const MAX_IDLE_PER_BACKEND: usize = 16;
+/// Idle connections kept per backend address (nginx's `keepalive` is 256 per
+/// worker process).
+pub const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 /// A connection to a backend, fresh or taken from the pool.
 #[derive(Debug)]
 pub struct BackendConn {
-    /// The blocking socket (with socket timeouts).
+    /// The socket: blocking writes with a timeout, reads with `MSG_DONTWAIT`.
     pub sock: TcpStream,
-    /// The socket timeouts in force (reads and writes).
+    /// The write timeout in force.
     armed: Duration,
     /// The backend's address.
     pub addr: SocketAddr,
+    /// True once the socket is in the park set's epoll set (a parked exchange
+    /// waited on it).
+    pub registered: bool,
     /// True when it came from the pool (so a failure before any response byte
     /// may be the backend having closed it, and a retry may be in order).
     pub reused: bool,
@@ -59,7 +67,7 @@ pub enum ConnectError {
 }
 
 /// Opens a new connection within `connect_timeout`; the socket is returned
-/// blocking, with `TCP_NODELAY` and `io_timeout` as its read and write timeouts.
+/// blocking, with `TCP_NODELAY` and `io_timeout` as its write timeout.
 pub fn connect(
     addr: SocketAddr,
     connect_timeout: Duration,
@@ -75,29 +83,26 @@ pub fn connect(
     sock.set_nodelay(true).map_err(ConnectError::Io)?;
     sock.set_nonblocking(false).map_err(ConnectError::Io)?;
     let armed = io_timeout.max(Duration::from_millis(1));
-    sock.set_read_timeout(Some(armed))
-        .and_then(|_| sock.set_write_timeout(Some(armed)))
+    sock.set_write_timeout(Some(armed))
         .map_err(ConnectError::Io)?;
     Ok(BackendConn {
         sock,
         armed,
         addr,
+        registered: false,
         reused: false,
     })
 }
 
 impl BackendConn {
-    /// Makes the socket timeouts no longer than what is left before `deadline`.
+    /// Makes the write timeout no longer than what is left before `deadline`.
     fn arm(&mut self, deadline: Instant) -> Result<(), Wait> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Wait::TimedOut);
         }
         if left + TIMEOUT_SLACK < self.armed {
-            self.sock
-                .set_read_timeout(Some(left))
-                .and_then(|_| self.sock.set_write_timeout(Some(left)))
-                .map_err(Wait::Io)?;
+            self.sock.set_write_timeout(Some(left)).map_err(Wait::Io)?;
             self.armed = left;
         }
         Ok(())
@@ -118,18 +123,19 @@ impl BackendConn {
         Ok(())
     }
 
-    /// Reads at least one byte into `buf` (after its unconsumed bytes) before
-    /// the deadline; `Ok(0)` is EOF (or a full buffer, which callers rule out).
-    pub fn read_into(&mut self, buf: &mut ReadBuf, deadline: Instant) -> Result<usize, Wait> {
-        loop {
-            self.arm(deadline)?;
-            match buf.read_once(&mut self.sock) {
-                Ok(n) => return Ok(n),
-                Err(e) if is_timeout(&e) => return Err(Wait::TimedOut),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Wait::Io(e)),
-            }
-        }
+    /// One read into `buf` (after its unconsumed bytes) that never blocks:
+    /// `WouldBlock` when the backend has sent nothing more yet.
+    pub fn read_nonblocking(&mut self, buf: &mut ReadBuf) -> io::Result<usize> {
+        buf.read_once(&mut DontWait(&self.sock))
+    }
+}
+
+/// Reads from a blocking socket without blocking (`MSG_DONTWAIT`).
+struct DontWait<'a>(&'a TcpStream);
+
+impl std::io::Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv_nonblocking(self.0.as_raw_fd(), buf)
     }
 }
 
@@ -141,10 +147,15 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// One worker's idle backend connections, newest last.
+/// The idle backend connections, newest last per address, shared by every
+/// worker: an exchange parked while its backend works may end on another worker
+/// than the one it began on, and its connection must go back where the next
+/// request finds it (per-worker pools would drain on one side and overflow on
+/// the other, and open new connections all the time). The lock is held only
+/// to pop or push; the checks of a popped connection run outside it.
 #[derive(Debug)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<(BackendConn, Instant)>>,
+    idle: Mutex<HashMap<SocketAddr, VecDeque<(BackendConn, Instant)>>>,
     idle_timeout: Duration,
 }
 
@@ -152,7 +163,7 @@ impl Pool {
     /// An empty pool whose connections expire after `idle_timeout`.
     pub fn new(idle_timeout: Duration) -> Pool {
         Pool {
-            idle: HashMap::new(),
+            idle: Mutex::new(HashMap::new()),
             idle_timeout,
         }
     }
@@ -161,11 +172,11 @@ impl Pool {
     /// request can be sent again on a fresh connection if this one fails before
     /// any response byte, so a connection idle for less than [`FRESH_IDLE`] is
     /// not probed first.
-    pub fn take(&mut self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
-        let list = self.idle.get_mut(&addr)?;
-        let now = Instant::now();
-        while let Some((mut conn, since)) = list.pop() {
-            let idle = now.duration_since(since);
+    pub fn take(&self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
+        // Bounded: every round pops a connection (at most the cap of them).
+        loop {
+            let (mut conn, since) = self.idle.lock().get_mut(&addr)?.pop_back()?;
+            let idle = since.elapsed();
             if idle >= self.idle_timeout {
                 continue;
             }
@@ -183,30 +194,47 @@ impl Pool {
                 _ => continue,
             }
         }
-        None
     }
 
-    /// Keeps a connection whose last exchange ended cleanly.
-    pub fn put(&mut self, conn: BackendConn) {
-        let list = self.idle.entry(conn.addr).or_default();
-        if list.len() >= MAX_IDLE_PER_BACKEND {
-            list.remove(0);
-        }
-        list.push((conn, Instant::now()));
+    /// Keeps a connection whose last exchange ended cleanly (the oldest one
+    /// goes when the address has [`MAX_IDLE_PER_BACKEND`] already).
+    pub fn put(&self, conn: BackendConn) {
+        let oldest = {
+            let mut map = self.idle.lock();
+            let list = map.entry(conn.addr).or_default();
+            let oldest = if list.len() >= MAX_IDLE_PER_BACKEND {
+                list.pop_front()
+            } else {
+                None
+            };
+            list.push_back((conn, Instant::now()));
+            oldest
+        };
+        // Closed outside the lock.
+        drop(oldest);
     }
 
     /// Closes every connection idle for longer than the timeout.
-    pub fn sweep(&mut self) {
+    pub fn sweep(&self) {
         let now = Instant::now();
         let timeout = self.idle_timeout;
-        for list in self.idle.values_mut() {
-            list.retain(|(_, since)| now.duration_since(*since) < timeout);
-        }
-        self.idle.retain(|_, list| !list.is_empty());
-    }
-
-    /// Drops every idle connection (after a panic, or at shutdown).
-    pub fn clear(&mut self) {
-        self.idle.clear();
+        let expired: Vec<BackendConn> = {
+            let mut map = self.idle.lock();
+            let mut expired = Vec::new();
+            for list in map.values_mut() {
+                // Oldest first: the expired ones are at the front.
+                while list
+                    .front()
+                    .is_some_and(|(_, since)| now.duration_since(*since) >= timeout)
+                {
+                    if let Some((conn, _)) = list.pop_front() {
+                        expired.push(conn);
+                    }
+                }
+            }
+            map.retain(|_, list| !list.is_empty());
+            expired
+        };
+        drop(expired);
     }
 }

@@ -21,7 +21,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
 use crate::conn::{ClientConn, Fill, Handshake, MinRate, Phase, READ_CHUNK_BYTES};
 use crate::error::ProxyError;
-use crate::forward::{Exchange, Failure, Progress};
+use crate::forward::{Exchange, Failure, Progress, Waiting};
 use crate::http1::{self, BodyFraming, Request};
 use crate::park::ParkSet;
 use crate::readbuf::ReadBuf;
@@ -39,10 +39,10 @@ pub const BACKEND_READ_BYTES: usize = 64 * 1024;
 pub const KEEPALIVE_LINGER: Duration = Duration::from_millis(2);
 /// Worker thread stack size.
 const WORKER_STACK_BYTES: usize = 256 * 1024;
-/// How long an idle worker waits on the park set before looking after its
+/// How long an idle worker waits on the park set before looking after the
 /// backend pool and the shutdown flag.
 const WAIT_TIMEOUT: Duration = Duration::from_millis(250);
-/// How often a worker closes its expired idle backend connections.
+/// How often a worker closes the pool's expired idle backend connections.
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every deadline and cap a worker applies, from `[proxy]`.
@@ -101,15 +101,16 @@ pub struct Shared {
     pub in_flight: Arc<AtomicUsize>,
     /// Set when shutting down: answer with `Connection: close`, park nothing.
     pub closing: Arc<AtomicBool>,
-    /// Idle backend connections expire after this.
-    pub backend_idle_timeout: Duration,
+    /// Idle backend connections, shared by the workers.
+    pub pool: Arc<Pool>,
 }
 
-/// One worker's own buffers and backend pool, reused across requests.
+/// One worker's own buffers (and a handle on the shared backend pool), reused
+/// across requests.
 #[derive(Debug)]
 pub struct WorkerState {
-    /// Idle backend connections.
-    pub pool: Pool,
+    /// Idle backend connections (shared).
+    pub pool: Arc<Pool>,
     /// Bytes read from the backend.
     pub rbuf: ReadBuf,
     /// Bytes on their way out (to the backend or the client).
@@ -117,9 +118,9 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    fn new(backend_idle_timeout: Duration) -> WorkerState {
+    fn new(pool: Arc<Pool>) -> WorkerState {
         WorkerState {
-            pool: Pool::new(backend_idle_timeout),
+            pool,
             rbuf: ReadBuf::new(BACKEND_READ_BYTES),
             out: Vec::with_capacity(BACKEND_READ_BYTES * 2),
         }
@@ -142,7 +143,7 @@ pub fn spawn(n: usize, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()
 /// A worker's loop. It ends once shutdown has begun and nothing is parked (the
 /// last exchanges finished).
 fn run(shared: Arc<Shared>) {
-    let mut state = WorkerState::new(shared.backend_idle_timeout);
+    let mut state = WorkerState::new(Arc::clone(&shared.pool));
     let mut last_sweep = Instant::now();
     loop {
         match shared.parked.wait(WAIT_TIMEOUT) {
@@ -153,7 +154,7 @@ fn run(shared: Arc<Shared>) {
                     log::error!(
                         "{peer}: worker panicked while serving this connection; it was closed"
                     );
-                    state = WorkerState::new(shared.backend_idle_timeout);
+                    state = WorkerState::new(Arc::clone(&shared.pool));
                 }
             }
             None => {
@@ -209,8 +210,8 @@ enum Next {
     Close { linger: bool },
     /// Drop without close_notify (a response was cut short, or the client failed).
     Abort,
-    /// The exchange (in `conn.exchange`) waits for the client to be ready for this.
-    Park(Interest),
+    /// The exchange (in `conn.exchange`) waits for this.
+    Park(Waiting),
 }
 
 /// Serves a connection until it would block (then parks it) or ends.
@@ -331,7 +332,7 @@ fn carry_on(mut conn: ClientConn, next: Next, sh: &Shared) -> Option<ClientConn>
         }
         Next::Close { linger } => conn.close(linger),
         Next::Abort => conn.abort(),
-        Next::Park(interest) => sh.parked.park(conn, interest),
+        Next::Park(waiting) => sh.parked.park_exchange(conn, waiting),
     }
     None
 }
@@ -380,14 +381,23 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
 fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerState) -> Next {
     let closing = sh.closing.load(Ordering::Relaxed);
     match ex.run(conn, &sh.limits, st, closing) {
-        Progress::Blocked(interest) => {
-            let moved = ex.moved(conn);
-            conn.deadline =
-                conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
+        Progress::Blocked(waiting) => {
+            match waiting {
+                Waiting::Client(_) => {
+                    let moved = ex.moved(conn);
+                    conn.deadline =
+                        conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
+                    conn.parked_at = Some(Instant::now());
+                }
+                Waiting::Backend => {
+                    conn.deadline = ex
+                        .backend_deadline()
+                        .unwrap_or_else(|| Instant::now() + sh.limits.backend_timeout);
+                }
+            }
             conn.phase = Phase::Exchange;
-            conn.parked_at = Some(Instant::now());
             conn.exchange = Some(Box::new(ex));
-            Next::Park(interest)
+            Next::Park(waiting)
         }
         Progress::Done(done) => {
             log_access(

@@ -1,9 +1,11 @@
-//! Slow clients in the middle of an exchange: a request body that trickles in and
-//! a response that is not read. Their exchanges are parked (no worker waits on
-//! them), so as many of them as there are workers, and more, leave the workers
-//! free for everyone else; each still completes when its client catches up, and
-//! is cut off when its client lets `client_timeout` pass.
+//! Slow peers in the middle of an exchange: a request body that trickles in, a
+//! response that is not read, a backend that takes its time to answer. Their
+//! exchanges are parked (no worker waits on them), so as many of them as there
+//! are workers, and more, leave the workers free for everyone else; each still
+//! completes when its peer catches up, and is cut off when its client lets
+//! `client_timeout` pass.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{pattern_fnv, Backend, Conf, Nexus, PatternCheck, TlsClient, HELLO, MIB};
@@ -40,6 +42,82 @@ fn start_upload(nexus: &Nexus, path: &str, len: u64, sent: u64) -> TlsClient {
     assert_eq!(interim.status, 100, "{}", interim.raw);
     c.send_pattern(sent);
     c
+}
+
+/// A gate backend handlers wait at until the test opens it (or `within` passes).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut open = crate::support::lock(&self.open);
+        while !*open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            open = match self.opened.wait_timeout(open, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn open(&self) {
+        *crate::support::lock(&self.open) = true;
+        self.opened.notify_all();
+    }
+}
+
+#[test]
+fn slow_backend_answers_do_not_hold_the_workers() {
+    let gate = Arc::new(Gate::default());
+    let held = Arc::clone(&gate);
+    let backend = Backend::http(move |seen| {
+        if seen.path.starts_with("/slow/") {
+            held.wait(Duration::from_secs(20));
+        }
+        crate::support::Reply::keep(crate::support::backend::response(
+            200,
+            &[],
+            seen.path.as_bytes(),
+        ))
+    });
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Three times as many requests waiting on the backend as workers: all of
+    // them reach it (with workers blocked on it, only two would).
+    let mut slow: Vec<TlsClient> = (0..6)
+        .map(|i| {
+            let mut c = nexus.client(HELLO);
+            c.send(format!("GET /slow/{i} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+            c
+        })
+        .collect();
+    if let Err(n) = backend.wait_seen(6, SERVED_WITHIN) {
+        panic!(
+            "{n} of 6 slow requests reached the backend\n{}",
+            nexus.dump()
+        );
+    }
+    assert_fresh_client_served(&nexus, "/fresh");
+    gate.open();
+    for (i, c) in slow.iter_mut().enumerate() {
+        let r = c.response();
+        assert_eq!(
+            (r.status(), r.text()),
+            (200, format!("/slow/{i}")),
+            "{}",
+            r.summary()
+        );
+    }
 }
 
 #[test]
