@@ -38,6 +38,9 @@ pub struct AcceptorConfig {
     pub max_connections: usize,
     /// Most client connections held at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// How long a client has to take the answer to an exchange whose backend
+    /// timed out while parked.
+    pub client_timeout: Duration,
 }
 
 /// The acceptor's state; [`Acceptor::run`] is the thread's body.
@@ -201,18 +204,19 @@ impl Acceptor {
                     conn.close(false);
                 }
                 Phase::Exchange => {
-                    let on_backend = conn
-                        .exchange
-                        .as_ref()
-                        .is_some_and(|ex| ex.waiting() == Some(Waiting::Backend));
+                    let on_backend = conn.exchange.as_ref().is_some_and(|ex| {
+                        ex.waiting() == Some(Waiting::Backend) && !ex.expired
+                    });
                     if on_backend {
                         // The answer (504, or a cut) is a worker's to give: the
                         // client's socket is writable, so parking the exchange
-                        // on it wakes one at once.
+                        // on it wakes one at once. A client that does not take
+                        // it within client_timeout is cut off as below.
                         let mut conn = conn;
                         if let Some(ex) = conn.exchange.as_mut() {
                             ex.expired = true;
                         }
+                        conn.deadline = Instant::now() + self.config.client_timeout;
                         self.parked.park(conn, Interest::Write);
                     } else {
                         crate::worker::expire(conn, &self.access);

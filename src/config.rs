@@ -28,18 +28,17 @@ pub const MAX_DURATION_SECS: u64 = 86_400 * 365;
 
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
-/// Default `workers` per core: measured (benches/compare) to keep enough
-/// workers to wait on backends while leaving none idle for each ready
-/// connection to wake (a wake-up costs more than the request on a busy host).
-pub const DEFAULT_WORKERS_PER_CORE: usize = 4;
 /// Bounds of the default `workers`, whatever the core count.
-pub const DEFAULT_WORKERS_RANGE: (usize, usize) = (8, 64);
+pub const DEFAULT_WORKERS_RANGE: (usize, usize) = (2, 64);
 
-/// The default `workers`: [`DEFAULT_WORKERS_PER_CORE`] per core, within
-/// [`DEFAULT_WORKERS_RANGE`] (8 on a 2-core host).
+/// The default `workers`: one per core (as nginx's `worker_processes auto`),
+/// within [`DEFAULT_WORKERS_RANGE`]. No worker waits on a client or on a
+/// backend's answer, so more workers than cores only add idle ones for each
+/// ready connection to wake (measured with benches/compare: 2, 3 and 4 workers
+/// within noise of each other on 2 cores, 2 the best at 16 connections).
 pub fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (cores * DEFAULT_WORKERS_PER_CORE).clamp(DEFAULT_WORKERS_RANGE.0, DEFAULT_WORKERS_RANGE.1)
+    cores.clamp(DEFAULT_WORKERS_RANGE.0, DEFAULT_WORKERS_RANGE.1)
 }
 /// Default `max_head_bytes`.
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -866,7 +865,7 @@ mod tests {
         c.proxy.listen,
         addr("0.0.0.0:443")
     ));
-    good!(default_workers_per_core, proxy!(), |c| assert_eq!(
+    good!(default_workers_one_per_core, proxy!(), |c| assert_eq!(
         c.proxy.workers,
         default_workers()
     ));

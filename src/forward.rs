@@ -264,6 +264,10 @@ impl Exchange {
     ) -> Progress {
         self.waiting = None;
         st.out.clear();
+        // Set when the request has just gone out whole: its answer cannot be
+        // there yet, so the exchange parks on the backend without a read that
+        // would only say EAGAIN.
+        let mut just_sent = false;
         let mut live = match self.live.take() {
             Some(mut live) => {
                 st.rbuf.restore(&live.backlog);
@@ -271,7 +275,10 @@ impl Exchange {
                 live
             }
             None => match self.begin(conn, limits, st) {
-                Ok(live) => live,
+                Ok(live) => {
+                    just_sent = true;
+                    live
+                }
                 Err(f) => return Progress::Failed(f),
             },
         };
@@ -286,6 +293,7 @@ impl Exchange {
                         Ok(Flow::Finished) => {
                             live.stage = Stage::AwaitHead { retryable: false };
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
+                            just_sent = true;
                             continue;
                         }
                         Ok(_) => Waiting::Client(Interest::Read),
@@ -303,6 +311,7 @@ impl Exchange {
                         }
                     }
                 }
+                Stage::AwaitHead { .. } if just_sent => Waiting::Backend,
                 Stage::AwaitHead { retryable } => {
                     let retryable = *retryable;
                     match poll_response_head(&mut live.backend, self.req.is_head(), st) {
@@ -322,6 +331,7 @@ impl Exchange {
                                     live.backend = be;
                                     live.stage = Stage::AwaitHead { retryable: false };
                                     live.backend_deadline = Instant::now() + limits.backend_timeout;
+                                    just_sent = true;
                                     continue;
                                 }
                                 Err(f) => return Progress::Failed(f),

@@ -36,7 +36,6 @@ pub struct ParkSet {
     shards: Vec<Mutex<HashMap<u64, ClientConn>>>,
     next_token: AtomicU64,
     parked: AtomicUsize,
-    waiting_workers: AtomicUsize,
     closing: AtomicBool,
 }
 
@@ -48,7 +47,6 @@ impl ParkSet {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             next_token: AtomicU64::new(1),
             parked: AtomicUsize::new(0),
-            waiting_workers: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
         })
     }
@@ -139,10 +137,7 @@ impl ParkSet {
     /// Waits up to `timeout` for a parked connection to become ready and takes it.
     /// Called by idle workers.
     pub fn wait(&self, timeout: Duration) -> Option<ClientConn> {
-        self.waiting_workers.fetch_add(1, Ordering::Relaxed);
-        let ev = self.epoll.wait_one(timeout);
-        self.waiting_workers.fetch_sub(1, Ordering::Relaxed);
-        match ev {
+        match self.epoll.wait_one(timeout) {
             Ok(Some(ev)) => self.take(ev.token),
             Ok(None) => None,
             Err(e) => {
@@ -151,12 +146,6 @@ impl ParkSet {
                 None
             }
         }
-    }
-
-    /// True when at least one worker is waiting for work right now, so that a
-    /// worker may linger on its connection without delaying anyone.
-    pub fn has_idle_worker(&self) -> bool {
-        self.waiting_workers.load(Ordering::Relaxed) > 0
     }
 
     /// Connections parked now.

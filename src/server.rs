@@ -105,6 +105,7 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
             handshake_timeout: p.handshake_timeout,
             max_connections: p.max_connections,
             max_connections_per_ip: p.max_connections_per_ip,
+            client_timeout: p.client_timeout,
         },
         census.clone(),
         parked.clone(),

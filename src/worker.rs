@@ -10,7 +10,6 @@
 //! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use crate::http1::{self, BodyFraming, Request};
 use crate::park::ParkSet;
 use crate::readbuf::ReadBuf;
 use crate::routes::{self, SharedRoutes};
-use crate::sys::{self, Interest};
+use crate::sys::Interest;
 use crate::upstream::Pool;
 
 /// Request bodies up to this size are read away when nexushub answers a request
@@ -34,9 +33,6 @@ use crate::upstream::Pool;
 pub const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
 /// Size of each read from a backend while streaming a response.
 pub const BACKEND_READ_BYTES: usize = 64 * 1024;
-/// How long a worker waits for the next request on a keep-alive connection
-/// before parking it (see `serve`). Chosen by measurement (benches/compare).
-pub const KEEPALIVE_LINGER: Duration = Duration::from_millis(2);
 /// Worker thread stack size.
 const WORKER_STACK_BYTES: usize = 256 * 1024;
 /// How long an idle worker waits on the park set before looking after the
@@ -62,9 +58,6 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// The slowest a client may be while we wait on it.
     pub min_rate: MinRate,
-    /// How long a worker waits for a keep-alive client's next request before
-    /// parking the connection.
-    pub keepalive_linger: Duration,
 }
 
 impl Limits {
@@ -81,7 +74,6 @@ impl Limits {
                 bytes_per_sec: p.min_data_rate,
                 grace: p.min_data_rate_grace,
             },
-            keepalive_linger: KEEPALIVE_LINGER,
         }
     }
 }
@@ -216,10 +208,8 @@ enum Next {
 
 /// Serves a connection until it would block (then parks it) or ends.
 fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
-    // Set after a response: the next request of a busy keep-alive client usually
-    // arrives within a round trip, and waiting that long here is cheaper than
-    // parking the connection (an epoll_ctl, and a wake-up of whichever worker).
-    let mut may_linger = false;
+    // Set after a response, when the socket is known to be drained.
+    let mut drained = false;
     if let Some(ex) = conn.exchange.take() {
         if let Some(at) = conn.parked_at.take() {
             conn.waited += at.elapsed();
@@ -229,7 +219,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
             return;
         };
         conn = c;
-        may_linger = true;
+        drained = true;
     }
     if conn.phase == Phase::Handshake {
         match conn.drive_handshake() {
@@ -256,28 +246,20 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
                     return;
                 };
                 conn = c;
-                may_linger = true;
+                drained = true;
             }
             Ok(None) => {
-                // Right after a response the socket is known to be drained: wait
-                // for the next request at once instead of paying for a read that
-                // would say EAGAIN: a short linger when another worker is free to
-                // take whatever else is ready, else straight into the park set.
+                // Right after a response the socket is known to be drained: park
+                // at once instead of paying for a read that would say EAGAIN.
                 // rustls holds nothing unread then (all plaintext is in `buf`), so
                 // a request already in the socket makes the parked connection
-                // ready at once: parking without a read loses nothing.
-                if may_linger {
-                    may_linger = false;
+                // ready at once: parking without a read loses nothing. (Waiting
+                // here a moment for the next request was measured too: it left a
+                // core idle while the worker slept on one connection.)
+                if drained {
+                    drained = false;
                     if conn.buf.is_empty() && !sh.closing.load(Ordering::Relaxed) {
-                        if sh.limits.keepalive_linger.is_zero() || !sh.parked.has_idle_worker() {
-                            return sh.parked.park(conn, Interest::Read);
-                        }
-                        let fd = conn.sock.as_raw_fd();
-                        if let Ok(false) =
-                            sys::poll_one(fd, Interest::Read, sh.limits.keepalive_linger)
-                        {
-                            return sh.parked.park(conn, Interest::Read);
-                        }
+                        return sh.parked.park(conn, Interest::Read);
                     }
                 }
                 match conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
