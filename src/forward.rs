@@ -1,12 +1,15 @@
 //! One request/response exchange with a backend: the request head and body go
 //! to the app, the response head and body stream back.
 //!
-//! The backend side is blocking I/O under deadlines. The client side never makes
-//! a worker wait: when the client has not sent the next part of its request body,
-//! or has not read the response so far, [`Exchange::run`] returns
-//! [`Progress::Blocked`] with everything needed to go on, and the worker parks the
-//! connection (with the exchange) until the client is ready. So a slow client
-//! costs a parked connection and its buffers, never a worker.
+//! Neither peer makes a worker wait on it: when the client has not sent the next
+//! part of its request body or has not read the response so far, or when the
+//! backend has not answered yet (its response head, or the next body bytes),
+//! [`Exchange::run`] returns [`Progress::Blocked`] with everything needed to go
+//! on, and the worker parks the connection (with the exchange) on the socket
+//! that is not ready, under that peer's deadline. So a slow client or a slow app
+//! costs a parked connection and its buffers, never a worker. Writes to the
+//! backend are blocking under `SO_SNDTIMEO` (a request rarely fills the socket
+//! buffer), and so is connecting.
 //!
 //! Bodies are streamed through fixed per-worker buffers, never held whole, so a
 //! 1 GiB upload or download costs the same memory as a 1 KiB one. Chunked bodies

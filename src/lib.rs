@@ -5,7 +5,7 @@
 //! ```text
 //!                       ┌── acceptor thread ──┐   ┌──── park set (one epoll set) ────┐
 //!  client ──TCP/TLS──>  │ accept, caps, TLS   │──>│ handshaking, partial head, idle, │
-//!                       │ state; deadline     │   │ exchange waiting on the client   │
+//!                       │ state; deadline     │   │ exchange waiting on a peer       │
 //!                       │ sweep               │   └────┬─────────────────────▲───────┘
 //!                       └─────────────────────┘ ready: │ one idle worker     │ would block:
 //!                                                woken ▼ per event           │ park again
@@ -21,7 +21,7 @@
 //! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
 //!   shared epoll set where connections wait and idle workers wait for them;
 //!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
-//!   connections and their pool; [`deadline`]: deadline-bounded socket I/O;
+//!   connections and their shared pool; [`deadline`]: deadline-bounded socket I/O;
 //!   [`readbuf`]: the workers' backend read buffer.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.

@@ -4,8 +4,9 @@
 //! A connection is parked while its TLS handshake is under way, while part of a
 //! request head is in, while it is idle between requests, and while an exchange
 //! waits on a slow client (a request body that has not arrived, a response the
-//! client has not read). Each phase has its deadline, which the acceptor's sweep
-//! enforces.
+//! client has not read) or on its backend (parked on the backend socket, which
+//! stays in the set, disarmed, while pooled). Each phase has its deadline, which
+//! the acceptor's sweep enforces.
 //!
 //! Idle workers wait on the epoll set themselves: when a parked connection becomes
 //! ready, the kernel wakes exactly one waiting worker (`epoll_wait` waiters are

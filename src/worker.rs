@@ -4,8 +4,8 @@
 //!
 //! A connection whose handshake or head is not complete when its socket would
 //! block is parked again, and so is an exchange whose client is not ready (a
-//! request body not yet sent, a response not yet read): slow or silent clients
-//! never pin a worker. Only the backend side of an exchange is waited on. A
+//! request body not yet sent, a response not yet read) or whose backend has not
+//! answered yet: slow or silent peers never pin a worker. A
 //! panic while serving one connection is caught here; the connection is dropped
 //! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
 
