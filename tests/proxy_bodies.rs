@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::backend::{chunked_response, response};
 use crate::support::{
-    pattern, pattern_fnv, Backend, Framing, Nexus, PatternCheck, Reply, Seen, TlsClient, Whoami,
-    WhoamiReport, HELLO, MIB,
+    pattern, pattern_fnv, Backend, Conf, Framing, Nexus, PatternCheck, Reply, Seen, TlsClient,
+    Whoami, WhoamiReport, HELLO, MIB,
 };
 
 /// Asserts the backend never got both framings, and that a chunked one was declared.
@@ -385,6 +385,46 @@ fn truncated_content_length_response_closes_the_client_connection_short() {
         }
     }
     assert_eq!(check.first_mismatch, None);
+}
+
+#[test]
+fn backend_stalled_mid_body_past_backend_timeout_cuts_the_response_and_logs_it() {
+    // The exchange is parked on the backend socket while the app stalls; the
+    // sweep's expiry must reach the client as a cut, not a hang or a whole body.
+    let declared = 1_000_000;
+    let sent = 300_000;
+    let backend = Backend::http(move |_| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n");
+        Reply::hang(head).with_pattern(sent)
+    });
+    let nexus = Nexus::start(&Conf::new().set("backend_timeout", "1").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    let started = Instant::now();
+    c.send(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    let head = c.final_head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    let mut check = PatternCheck::default();
+    match c.body(&head, "GET", &mut |b| check.feed(b)) {
+        Ok(n) => panic!("a stalled body arrived as complete ({n} bytes)"),
+        Err(e) => {
+            assert!(e.cause.is_close(), "expected a cut, got {e}");
+            assert_eq!(e.got, sent, "{e}");
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "cut after {took:?} with backend_timeout = 1"
+    );
+    assert_eq!(check.first_mismatch, None);
+    nexus.wait_log(
+        "timed out in the middle of the response body",
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
