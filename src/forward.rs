@@ -690,13 +690,32 @@ fn download(
         }
     }
     loop {
+        // Set when a run sent straight from the read buffer filled the socket.
+        let mut blocked = false;
         // Frame what the backend sent into st.out.
         match &mut dl.body {
             BodyLeft::Finished => {}
             BodyLeft::Length(left) => {
                 let avail = st.rbuf.len();
                 let take = ((*left).min(avail as u64)) as usize;
-                st.out.extend_from_slice(&st.rbuf.data()[..take]);
+                if st.out.is_empty() && take >= OUT_FLUSH_BYTES {
+                    // A large run of body bytes with nothing framed before it
+                    // goes to rustls straight from the read buffer: one copy
+                    // fewer per byte than through st.out.
+                    dl.pushed = true;
+                    let run = &st.rbuf.data()[..take];
+                    let (taken, flushed) = conn
+                        .send_nonblocking(run)
+                        .map_err(|e| client_err(e, dl.sent))?;
+                    if taken < take {
+                        pending.extend_from_slice(&run[taken..]);
+                    }
+                    if !flushed {
+                        blocked = true;
+                    }
+                } else {
+                    st.out.extend_from_slice(&st.rbuf.data()[..take]);
+                }
                 st.rbuf.consume(take);
                 dl.sent += take as u64;
                 *left -= take as u64;
@@ -748,6 +767,9 @@ fn download(
                 dl.sent += st.rbuf.len() as u64;
                 st.rbuf.clear();
             }
+        }
+        if blocked {
+            return Ok(Flow::Blocked);
         }
         let finished = matches!(dl.body, BodyLeft::Finished);
         // Push st.out to the client when it is large enough, or at the end.
