@@ -157,7 +157,7 @@ impl Acceptor {
                 }
             };
             let deadline = Instant::now() + self.config.handshake_timeout;
-            let conn = ClientConn::new(sock, tls, peer, deadline, slot);
+            let conn = Box::new(ClientConn::new(sock, tls, peer, deadline, slot));
             self.parked.park(conn, Interest::Read);
         }
     }

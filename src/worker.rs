@@ -164,7 +164,7 @@ fn run(shared: Arc<Shared>) {
 
 /// An exchange whose client let its deadline pass while parked: logged, and the
 /// connection dropped (its response, if one was under way, cut short).
-pub fn expire(mut conn: ClientConn, access: &AccessLog) {
+pub fn expire(mut conn: Box<ClientConn>, access: &AccessLog) {
     if let Some(ex) = conn.exchange.take() {
         let (status, bytes) = ex.sent();
         let what = if status == 0 {
@@ -207,7 +207,7 @@ enum Next {
 }
 
 /// Serves a connection until it would block (then parks it) or ends.
-fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
+fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
     // Set after a response, when the socket is known to be drained.
     let mut drained = false;
     if let Some(ex) = conn.exchange.take() {
@@ -305,7 +305,7 @@ fn serve(mut conn: ClientConn, sh: &Shared, st: &mut WorkerState) {
 
 /// Does what the end of a request decided: the connection back when it carries
 /// on (idle, waiting for the next request), else closed, dropped or parked.
-fn carry_on(mut conn: ClientConn, next: Next, sh: &Shared) -> Option<ClientConn> {
+fn carry_on(mut conn: Box<ClientConn>, next: Next, sh: &Shared) -> Option<Box<ClientConn>> {
     match next {
         Next::KeepAlive => {
             conn.phase = Phase::Idle;
