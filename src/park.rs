@@ -63,16 +63,12 @@ impl ParkSet {
     /// While shutting down, a connection with no exchange in progress is closed
     /// instead: it has no request in flight.
     pub fn park(&self, conn: Box<ClientConn>, interest: Interest) {
-        self.park_on(conn, Waiting::Client(interest));
+        self.park_exchange(conn, Waiting::Client(interest));
     }
 
     /// Parks a connection whose exchange (in `conn.exchange`) waits for
     /// `waiting`: the client's socket, or its backend connection's.
-    pub fn park_exchange(&self, conn: Box<ClientConn>, waiting: Waiting) {
-        self.park_on(conn, waiting);
-    }
-
-    fn park_on(&self, mut conn: Box<ClientConn>, waiting: Waiting) {
+    pub fn park_exchange(&self, mut conn: Box<ClientConn>, waiting: Waiting) {
         if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
             return conn.close(false);
         }
