@@ -204,10 +204,9 @@ impl Acceptor {
                     conn.close(false);
                 }
                 Phase::Exchange => {
-                    let on_backend = conn
-                        .exchange
-                        .as_ref()
-                        .is_some_and(|ex| ex.waiting() == Some(Waiting::Backend) && !ex.expired);
+                    let on_backend = conn.exchange.as_ref().is_some_and(|ex| {
+                        matches!(ex.waiting(), Some(Waiting::Backend(_))) && !ex.expired
+                    });
                     if on_backend {
                         // The answer (504, or a cut) is a worker's to give: the
                         // client's socket is writable, so parking the exchange

@@ -7,9 +7,10 @@
 //! [`Exchange::run`] returns [`Progress::Blocked`] with everything needed to go
 //! on, and the worker parks the connection (with the exchange) on the socket
 //! that is not ready, under that peer's deadline. So a slow client or a slow app
-//! costs a parked connection and its buffers, never a worker. Writes to the
-//! backend are blocking under `SO_SNDTIMEO` (a request rarely fills the socket
-//! buffer), and so is connecting.
+//! costs a parked connection and its buffers, never a worker; so does an app
+//! slow to accept a new connection (the exchange parks until the connect ends).
+//! Writes to the backend are blocking under `SO_SNDTIMEO` (a request rarely
+//! fills the socket buffer).
 //!
 //! Bodies are streamed through fixed per-worker buffers, never held whole, so a
 //! 1 GiB upload or download costs the same memory as a 1 KiB one. Chunked bodies
@@ -28,7 +29,7 @@ use crate::deadline::Wait;
 use crate::error::ProxyError;
 use crate::http1::{self, BodyFraming, ClientFraming, Request, ResponseBody, Version};
 use crate::sys::{self, Interest};
-use crate::upstream::{self, BackendConn, ConnectError};
+use crate::upstream::{self, BackendConn};
 use crate::worker::{InFlight, Limits, WorkerState};
 
 /// Largest response head accepted from a backend.
@@ -97,8 +98,9 @@ pub enum Waiting {
     /// The client: its next request body bytes (`Read`) or room for the
     /// response (`Write`).
     Client(Interest),
-    /// The backend's response head, or its next response body bytes.
-    Backend,
+    /// The backend: its response head or next response body bytes (`Read`),
+    /// or the end of a connect (`Write`).
+    Backend(Interest),
 }
 
 /// One request on its way through nexushub, from the complete head to the last
@@ -137,6 +139,8 @@ struct Live {
 
 #[derive(Debug)]
 enum Stage {
+    /// A new backend connection is being set up; the request head follows.
+    Connect,
     /// The request body is on its way to the backend; `moved` bytes so far.
     Upload { body: Upload, moved: u64 },
     /// The request is sent; the response head is awaited. `retryable`: the
@@ -239,6 +243,11 @@ impl Exchange {
         }
     }
 
+    /// Whether the request has body bytes to send.
+    fn has_body(&self) -> bool {
+        !matches!(self.req.body, BodyFraming::None | BodyFraming::Length(0))
+    }
+
     /// What the exchange waits for while parked.
     pub fn waiting(&self) -> Option<Waiting> {
         self.waiting
@@ -288,9 +297,21 @@ impl Exchange {
         if self.expired {
             return Progress::Failed(self.timeout_failure(&live, limits, st));
         }
-        // Bounded: upload, head (with at most one retry), download.
-        for _ in 0..4 {
+        // Bounded: connect, upload, head (with at most one retry and its
+        // connect), download.
+        for _ in 0..6 {
             let waiting = match &mut live.stage {
+                Stage::Connect if just_sent => Waiting::Backend(Interest::Write),
+                Stage::Connect => match self.connected(conn, &mut live, limits, st) {
+                    Ok(Some(stage)) => {
+                        live.stage = stage;
+                        live.backend_deadline = Instant::now() + limits.backend_timeout;
+                        just_sent = true;
+                        continue;
+                    }
+                    Ok(None) => Waiting::Backend(Interest::Write),
+                    Err(f) => return Progress::Failed(f),
+                },
                 Stage::Upload { body, moved } => {
                     match upload(conn, &mut live.backend, body, moved, limits, st) {
                         Ok(Flow::Finished) => {
@@ -314,7 +335,7 @@ impl Exchange {
                         }
                     }
                 }
-                Stage::AwaitHead { .. } if just_sent => Waiting::Backend,
+                Stage::AwaitHead { .. } if just_sent => Waiting::Backend(Interest::Read),
                 Stage::AwaitHead { retryable } => {
                     let retryable = *retryable;
                     match poll_response_head(&mut live.backend, self.req.is_head(), st) {
@@ -322,18 +343,19 @@ impl Exchange {
                             live.stage = Stage::Download(self.download(&resp, st, closing));
                             continue;
                         }
-                        Ok(None) => Waiting::Backend,
+                        Ok(None) => Waiting::Backend(Interest::Read),
                         Err(HeadError::Closed(detail)) if retryable => {
                             log::debug!(
                                 "{}: pooled connection failed ({detail}); retrying fresh",
                                 self.addr
                             );
                             st.rbuf.clear();
-                            match self.send_head(conn, limits, st, false) {
-                                Ok(be) => {
+                            match self.start_request(conn, limits, st, false) {
+                                Ok((be, _)) => {
                                     live.backend = be;
-                                    live.stage = Stage::AwaitHead { retryable: false };
-                                    live.backend_deadline = Instant::now() + limits.backend_timeout;
+                                    live.stage = Stage::Connect;
+                                    live.backend_deadline =
+                                        Instant::now() + limits.backend_connect_timeout;
                                     just_sent = true;
                                     continue;
                                 }
@@ -355,7 +377,7 @@ impl Exchange {
                         Ok(Flow::Blocked) => Waiting::Client(Interest::Write),
                         Ok(Flow::BackendBlocked) => {
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
-                            Waiting::Backend
+                            Waiting::Backend(Interest::Read)
                         }
                         Ok(Flow::Finished) => {
                             let done = Done {
@@ -397,6 +419,13 @@ impl Exchange {
                     true,
                 )
             }
+            Stage::Connect => Failure::Answer {
+                error: ProxyError::ConnectTimeout {
+                    app: self.app.clone(),
+                    addr: self.addr,
+                },
+                body_read: !self.has_body(),
+            },
             _ => Failure::Answer {
                 error: ProxyError::BackendTimeout {
                     app: self.app.clone(),
@@ -407,69 +436,112 @@ impl Exchange {
         }
     }
 
-    /// Takes a backend connection (from the pool unless `fresh_only`) and sends
-    /// the request head.
-    fn send_head(
+    /// Sends the request head on a pooled connection (when `pooled` and the pool
+    /// has a live one), else starts a new connection, which the head follows
+    /// once it is up (see [`Stage::Connect`]).
+    fn start_request(
         &self,
         conn: &ClientConn,
         limits: &Limits,
         st: &mut WorkerState,
         pooled: bool,
-    ) -> Result<BackendConn, Failure> {
-        let (req, app, addr) = (&self.req, &self.app, self.addr);
-        let has_body = !matches!(req.body, BodyFraming::None | BodyFraming::Length(0));
-        let mut pooled = pooled;
-        // At most two attempts: a pooled connection that fails on write is
-        // followed by a fresh one.
-        for _ in 0..2 {
-            let mut be = match pooled.then(|| st.pool.take(addr, !has_body)).flatten() {
-                Some(be) => be,
-                None => {
-                    upstream::connect(addr, limits.backend_connect_timeout, limits.backend_timeout)
-                        .map_err(|e| {
-                            let error = match e {
-                                ConnectError::TimedOut => ProxyError::ConnectTimeout {
-                                    app: app.clone(),
-                                    addr,
-                                },
-                                ConnectError::Io(source) => ProxyError::Connect {
-                                    app: app.clone(),
-                                    addr,
-                                    source,
-                                },
-                            };
-                            Failure::Answer {
-                                error,
-                                body_read: !has_body,
-                            }
-                        })?
-                }
-            };
-            st.out.clear();
-            http1::write_backend_request(&mut st.out, req, conn.peer.ip());
-            let deadline = Instant::now() + limits.backend_timeout;
-            let sent = be.write_all(&st.out, deadline);
-            st.out.clear();
-            match sent {
-                Ok(()) => return Ok(be),
-                Err(e) if be.reused => {
-                    log::debug!("{addr}: pooled connection failed on write ({e}); retrying fresh");
-                    pooled = false;
-                }
-                Err(e) => {
-                    return Err(backend_io(
-                        app,
-                        format!("failed while receiving the request: {e}"),
-                        !has_body,
-                    ))
-                }
+    ) -> Result<(BackendConn, bool), Failure> {
+        let has_body = self.has_body();
+        if let Some(mut be) = pooled.then(|| st.pool.take(self.addr, !has_body)).flatten() {
+            match self.write_head(conn, &mut be, limits, st) {
+                Ok(()) => return Ok((be, true)),
+                Err(e) => log::debug!(
+                    "{}: pooled connection failed on write ({e}); connecting afresh",
+                    self.addr
+                ),
             }
         }
-        Err(backend_io(
-            app,
-            "failed while receiving the request".to_string(),
-            !has_body,
-        ))
+        let be = upstream::connect_start(self.addr, limits.backend_timeout).map_err(|source| {
+            Failure::Answer {
+                error: ProxyError::Connect {
+                    app: self.app.clone(),
+                    addr: self.addr,
+                    source,
+                },
+                body_read: !has_body,
+            }
+        })?;
+        Ok((be, false))
+    }
+
+    /// Writes the request head to a connected backend.
+    fn write_head(
+        &self,
+        conn: &ClientConn,
+        be: &mut BackendConn,
+        limits: &Limits,
+        st: &mut WorkerState,
+    ) -> Result<(), crate::deadline::Wait> {
+        st.out.clear();
+        http1::write_backend_request(&mut st.out, &self.req, conn.peer.ip());
+        let sent = be.write_all(&st.out, Instant::now() + limits.backend_timeout);
+        st.out.clear();
+        sent
+    }
+
+    /// Finishes a connect that the exchange was parked on: `Ok(None)` while it
+    /// is still under way, else the head is sent and the next stage returned.
+    fn connected(
+        &self,
+        conn: &mut ClientConn,
+        live: &mut Live,
+        limits: &Limits,
+        st: &mut WorkerState,
+    ) -> Result<Option<Stage>, Failure> {
+        let has_body = self.has_body();
+        match live.backend.finish_connect() {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(source) => {
+                return Err(Failure::Answer {
+                    error: ProxyError::Connect {
+                        app: self.app.clone(),
+                        addr: self.addr,
+                        source,
+                    },
+                    body_read: !has_body,
+                })
+            }
+        }
+        self.write_head(conn, &mut live.backend, limits, st)
+            .map_err(|e| {
+                backend_io(
+                    &self.app,
+                    format!("failed while receiving the request: {e}"),
+                    !has_body,
+                )
+            })?;
+        self.after_head(conn, limits, false).map(Some)
+    }
+
+    /// What follows a request head that went out: the body (after a
+    /// `100 Continue` to the client if it asked), or the wait for the answer.
+    fn after_head(
+        &self,
+        conn: &mut ClientConn,
+        limits: &Limits,
+        reused: bool,
+    ) -> Result<Stage, Failure> {
+        if !self.has_body() {
+            return Ok(Stage::AwaitHead { retryable: reused });
+        }
+        let req = &self.req;
+        if req.expect_continue && req.version == Version::Http11 {
+            let deadline = Instant::now() + limits.client_timeout;
+            conn.write_all(CONTINUE, deadline)
+                .and_then(|_| conn.flush(deadline))
+                .map_err(|e| abort(format!("client: {e}"), None, 0))?;
+        }
+        let body = match req.body {
+            BodyFraming::Length(n) => Upload::Length { left: n },
+            _ => Upload::Chunked(http1::ChunkedDecoder::new(MAX_TRAILER_BYTES)),
+        };
+        Ok(Stage::Upload { body, moved: 0 })
     }
 
     /// Sends the request head on a pooled or fresh backend connection and sets
@@ -480,7 +552,6 @@ impl Exchange {
         limits: &Limits,
         st: &mut WorkerState,
     ) -> Result<Live, Failure> {
-        let has_body = !matches!(self.req.body, BodyFraming::None | BodyFraming::Length(0));
         if self.req.body == BodyFraming::Chunked {
             // Whatever of the body came with the head (an attack usually does) is
             // checked before the backend sees a byte, so a framing error there is a
@@ -492,32 +563,19 @@ impl Exchange {
             })?;
         }
         st.rbuf.clear();
-        let be = self.send_head(conn, limits, st, true)?;
-        let stage = if has_body {
-            let req = &self.req;
-            if req.expect_continue && req.version == Version::Http11 {
-                let deadline = Instant::now() + limits.client_timeout;
-                conn.write_all(CONTINUE, deadline)
-                    .and_then(|_| conn.flush(deadline))
-                    .map_err(|e| abort(format!("client: {e}"), None, 0))?;
-            }
-            let body = match req.body {
-                BodyFraming::Length(n) => Upload::Length { left: n },
-                _ => Upload::Chunked(http1::ChunkedDecoder::new(MAX_TRAILER_BYTES)),
-            };
-            Stage::Upload { body, moved: 0 }
+        let (be, sent) = self.start_request(conn, limits, st, true)?;
+        let (stage, deadline) = if sent {
+            let stage = self.after_head(conn, limits, be.reused)?;
+            (stage, limits.backend_timeout)
         } else {
-            // The answer cannot be there yet: no read before parking on it.
-            Stage::AwaitHead {
-                retryable: be.reused,
-            }
+            (Stage::Connect, limits.backend_connect_timeout)
         };
         Ok(Live {
             backend: be,
             stage,
             pending: Vec::new(),
             backlog: Vec::new(),
-            backend_deadline: Instant::now() + limits.backend_timeout,
+            backend_deadline: Instant::now() + deadline,
         })
     }
 

@@ -79,7 +79,7 @@ impl ParkSet {
                 conn.registered = true;
                 (conn.sock.as_raw_fd(), first, interest)
             }
-            Waiting::Backend => {
+            Waiting::Backend(interest) => {
                 let Some((fd, registered)) = conn
                     .exchange
                     .as_mut()
@@ -90,7 +90,7 @@ impl ParkSet {
                 };
                 let first = !*registered;
                 *registered = true;
-                (fd, first, Interest::Read)
+                (fd, first, interest)
             }
         };
         // In the table before it is armed: the event may fire at once.

@@ -1,4 +1,4 @@
-//! Backend connections: connecting with a deadline, and the pool of idle
+//! Backend connections: connecting without waiting, and the pool of idle
 //! keep-alive connections.
 //!
 //! Backend sockets are blocking for writes, with `SO_SNDTIMEO` set to
@@ -6,7 +6,9 @@
 //! less than that is left): a request and its body go out in `write` calls that
 //! rarely wait. Reads never block (`MSG_DONTWAIT`): when the backend has not
 //! answered yet, the exchange is parked on the socket in the park set and the
-//! worker takes other work (see `forward.rs`).
+//! worker takes other work (see `forward.rs`). A new connection is started
+//! non-blocking and the exchange parks on it until it is writable (under
+//! `backend_connect_timeout`), so an app that does not accept holds no worker.
 //!
 //! The pool is shared by the workers (see [`Pool`] for why), behind a lock held
 //! only to pop or push. An idle connection is checked before reuse: one
@@ -57,37 +59,14 @@ pub struct BackendConn {
     pub reused: bool,
 }
 
-/// Why connecting failed.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// Refused, unreachable, or another socket error.
-    Io(io::Error),
-    /// `backend_connect_timeout` passed.
-    TimedOut,
-}
-
-/// Opens a new connection within `connect_timeout`; the socket is returned
-/// blocking, with `TCP_NODELAY` and `io_timeout` as its write timeout.
-pub fn connect(
-    addr: SocketAddr,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-) -> Result<BackendConn, ConnectError> {
-    let sock = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
-        if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock {
-            ConnectError::TimedOut
-        } else {
-            ConnectError::Io(e)
-        }
-    })?;
-    sock.set_nodelay(true).map_err(ConnectError::Io)?;
-    sock.set_nonblocking(false).map_err(ConnectError::Io)?;
-    let armed = io_timeout.max(Duration::from_millis(1));
-    sock.set_write_timeout(Some(armed))
-        .map_err(ConnectError::Io)?;
+/// Starts a new connection without waiting for it: the exchange parks on the
+/// socket until it is writable, then calls [`BackendConn::finish_connect`].
+/// `io_timeout` becomes the write timeout once connected.
+pub fn connect_start(addr: SocketAddr, io_timeout: Duration) -> io::Result<BackendConn> {
+    let sock = sys::connect_nonblocking(&addr)?;
     Ok(BackendConn {
         sock,
-        armed,
+        armed: io_timeout.max(Duration::from_millis(1)),
         addr,
         registered: false,
         reused: false,
@@ -95,6 +74,28 @@ pub fn connect(
 }
 
 impl BackendConn {
+    /// After a writable event on a connecting socket: `Ok(true)` once connected
+    /// (the socket is then blocking, `TCP_NODELAY`, with its write timeout),
+    /// `Ok(false)` if it is still connecting, the connect's error otherwise.
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        let fd = self.sock.as_raw_fd();
+        if let Some(e) = sys::socket_error(fd)? {
+            return Err(e);
+        }
+        if !sys::poll_one(fd, sys::Interest::Write, Duration::ZERO)? {
+            return Ok(false);
+        }
+        // Writable and no error: connected (a refusal that raced the poll shows
+        // up on the first write as the same error).
+        if let Some(e) = sys::socket_error(fd)? {
+            return Err(e);
+        }
+        self.sock.set_nodelay(true)?;
+        self.sock.set_nonblocking(false)?;
+        self.sock.set_write_timeout(Some(self.armed))?;
+        Ok(true)
+    }
+
     /// Makes the write timeout no longer than what is left before `deadline`.
     fn arm(&mut self, deadline: Instant) -> Result<(), Wait> {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -236,5 +237,68 @@ impl Pool {
             expired
         };
         drop(expired);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+
+    /// Connects without blocking, waits for the writable socket, finishes.
+    fn connect_and_finish(addr: SocketAddr) -> io::Result<BackendConn> {
+        let mut be = connect_start(addr, Duration::from_secs(5))?;
+        // Bounded: a loopback connect ends within a few polls.
+        for _ in 0..100 {
+            sys::poll_one(
+                be.sock.as_raw_fd(),
+                sys::Interest::Write,
+                Duration::from_secs(1),
+            )?;
+            if be.finish_connect()? {
+                return Ok(be);
+            }
+        }
+        Err(io::ErrorKind::TimedOut.into())
+    }
+
+    fn round_trip(listener: TcpListener) {
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let mut be = connect_and_finish(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let (mut peer, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        be.write_all(b"ping", Instant::now() + Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut got = [0u8; 4];
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        peer.read_exact(&mut got).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&got, b"ping");
+    }
+
+    #[test]
+    fn a_nonblocking_connect_reaches_an_ipv4_listener() {
+        round_trip(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    #[test]
+    fn a_nonblocking_connect_reaches_an_ipv6_listener() {
+        // Hosts without IPv6 loopback have nothing to test here.
+        if let Ok(listener) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+            round_trip(listener);
+        }
+    }
+
+    #[test]
+    fn a_refused_nonblocking_connect_says_refused() {
+        let addr = {
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("{e}"));
+            l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        };
+        let err = connect_and_finish(addr).err();
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
     }
 }

@@ -371,7 +371,7 @@ fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerSt
                         conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
                     conn.parked_at = Some(Instant::now());
                 }
-                Waiting::Backend => {
+                Waiting::Backend(_) => {
                     conn.deadline = ex
                         .backend_deadline()
                         .unwrap_or_else(|| Instant::now() + sh.limits.backend_timeout);

@@ -120,6 +120,77 @@ fn slow_backend_answers_do_not_hold_the_workers() {
     }
 }
 
+/// A host routed to an app whose connects hang (see the test below).
+const STUCK: &str = "a.test.localhost";
+
+#[test]
+fn backend_connects_that_hang_do_not_hold_the_workers() {
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    // A listener that never accepts: once its accept queue is full the kernel
+    // drops further SYNs, so a connect to it hangs. It passes its health check
+    // (a TCP connect) first, while the queue has room.
+    let stuck = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("bind: {e}"));
+    let stuck_addr = stuck
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let backend = Backend::ok("fresh");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .set("backend_connect_timeout", "3")
+            .app("hello", HELLO, backend.addr())
+            .app("stuck", STUCK, stuck_addr),
+    );
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..2000 {
+        match TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        full,
+        "the accept queue never filled ({} connections)",
+        queued.len()
+    );
+    // Every client's handshake done first, while the workers are free.
+    let mut waiting: Vec<TlsClient> = (0..4).map(|_| nexus.client(STUCK)).collect();
+    let mut fresh = nexus.client(HELLO);
+    fresh.set_read_timeout(SERVED_WITHIN);
+    // Twice as many requests as workers, each waiting on a connect that hangs.
+    for (i, c) in waiting.iter_mut().enumerate() {
+        c.send(format!("GET /stuck/{i} HTTP/1.1\r\nHost: {STUCK}\r\n\r\n").as_bytes());
+    }
+    // With the workers blocked in connect, this would wait the 3 s out.
+    let started = Instant::now();
+    let r = fresh.get(HELLO, "/fresh");
+    let took = started.elapsed();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "fresh"),
+        "{}",
+        r.summary()
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "a new client waited {took:?}"
+    );
+    for c in waiting.iter_mut() {
+        let r = c.response();
+        assert_eq!(r.status(), 504, "{}\n{}", r.summary(), nexus.dump());
+        assert!(
+            r.text().contains("connecting to app stuck"),
+            "{}",
+            r.summary()
+        );
+    }
+    drop(queued);
+}
+
 #[test]
 fn slow_uploads_do_not_hold_the_workers() {
     let backend = Backend::http(|seen| {
