@@ -7,10 +7,9 @@
 //! [`Exchange::run`] returns [`Progress::Blocked`] with everything needed to go
 //! on, and the worker parks the connection (with the exchange) on the socket
 //! that is not ready, under that peer's deadline. So a slow client or a slow app
-//! costs a parked connection and its buffers, never a worker; so does an app
-//! slow to accept a new connection (the exchange parks until the connect ends).
-//! Writes to the backend are blocking under `SO_SNDTIMEO` (a request rarely
-//! fills the socket buffer).
+//! costs a parked connection and its buffers, never a worker; so do an app slow
+//! to accept a new connection (the exchange parks until the connect ends) and
+//! one slow to read a request body (it parks until the socket has room).
 //!
 //! Bodies are streamed through fixed per-worker buffers, never held whole, so a
 //! 1 GiB upload or download costs the same memory as a 1 KiB one. Chunked bodies
@@ -25,7 +24,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::conn::{ClientConn, ConnError, Fill, READ_CHUNK_BYTES};
-use crate::deadline::Wait;
 use crate::error::ProxyError;
 use crate::http1::{self, BodyFraming, ClientFraming, Request, ResponseBody, Version};
 use crate::sys::{self, Interest};
@@ -130,6 +128,8 @@ struct Live {
     stage: Stage,
     /// Plaintext for the client that rustls had no room for when the socket blocked.
     pending: Vec<u8>,
+    /// Request body bytes (framed) the backend's socket had no room for yet.
+    to_backend: Vec<u8>,
     /// Backend bytes read but not used yet, while parked.
     backlog: Vec<u8>,
     /// When the backend must have answered (the response head, or its next
@@ -194,6 +194,8 @@ enum Flow {
     Finished,
     /// The client is not ready.
     Blocked,
+    /// The backend's socket is full (it is not reading the request body).
+    BackendFull,
     /// The backend has sent nothing more yet.
     BackendBlocked,
 }
@@ -313,12 +315,23 @@ impl Exchange {
                     Err(f) => return Progress::Failed(f),
                 },
                 Stage::Upload { body, moved } => {
-                    match upload(conn, &mut live.backend, body, moved, limits, st) {
+                    match upload(
+                        conn,
+                        &mut live.backend,
+                        body,
+                        moved,
+                        &mut live.to_backend,
+                        st,
+                    ) {
                         Ok(Flow::Finished) => {
                             live.stage = Stage::AwaitHead { retryable: false };
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
                             just_sent = true;
                             continue;
+                        }
+                        Ok(Flow::BackendFull) => {
+                            live.backend_deadline = Instant::now() + limits.backend_timeout;
+                            Waiting::Backend(Interest::Write)
                         }
                         Ok(_) => Waiting::Client(Interest::Read),
                         Err(SendError::Client(reason)) => {
@@ -375,6 +388,7 @@ impl Exchange {
                         &self.app,
                     ) {
                         Ok(Flow::Blocked) => Waiting::Client(Interest::Write),
+                        Ok(Flow::BackendFull) => Waiting::Backend(Interest::Write),
                         Ok(Flow::BackendBlocked) => {
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
                             Waiting::Backend(Interest::Read)
@@ -419,6 +433,11 @@ impl Exchange {
                     true,
                 )
             }
+            Stage::Upload { .. } => backend_io(
+                &self.app,
+                "failed while receiving the request body: timed out".to_string(),
+                false,
+            ),
             Stage::Connect => Failure::Answer {
                 error: ProxyError::ConnectTimeout {
                     app: self.app.clone(),
@@ -574,6 +593,7 @@ impl Exchange {
             backend: be,
             stage,
             pending: Vec::new(),
+            to_backend: Vec::new(),
             backlog: Vec::new(),
             backend_deadline: Instant::now() + deadline,
         })
@@ -629,24 +649,39 @@ fn upload(
     be: &mut BackendConn,
     body: &mut Upload,
     moved: &mut u64,
-    limits: &Limits,
+    to_backend: &mut Vec<u8>,
     st: &mut WorkerState,
 ) -> Result<Flow, SendError> {
     let client_err =
         |e: ConnError| SendError::Client(format!("client: {e} while sending the request body"));
-    let backend_err =
-        |e: Wait| SendError::Backend(format!("failed while receiving the request body: {e}"));
+    let backend_err = |e: std::io::Error| {
+        SendError::Backend(format!("failed while receiving the request body: {e}"))
+    };
+    // Bounded: every round moves client bytes toward the backend, or returns.
     loop {
+        // What the backend had no room for goes first; while it still has none,
+        // the exchange waits on its socket (no client byte is read meanwhile, so
+        // this buffer stays under one read's worth).
+        if !to_backend.is_empty() {
+            let n = be.write_nonblocking(to_backend).map_err(backend_err)?;
+            to_backend.drain(..n);
+            if !to_backend.is_empty() {
+                return Ok(Flow::BackendFull);
+            }
+        }
         let cap = match body {
             Upload::Length { left } => {
                 let take = ((*left).min(conn.buf.len() as u64)) as usize;
                 if take > 0 {
-                    let deadline = Instant::now() + limits.backend_timeout;
-                    be.write_all(&conn.buf[..take], deadline)
-                        .map_err(backend_err)?;
+                    let data = &conn.buf[..take];
+                    let n = be.write_nonblocking(data).map_err(backend_err)?;
+                    to_backend.extend_from_slice(&data[n..]);
                     conn.buf.drain(..take);
                     *left -= take as u64;
                     *moved += take as u64;
+                    if !to_backend.is_empty() {
+                        return Ok(Flow::BackendFull);
+                    }
                 }
                 if *left == 0 {
                     return Ok(Flow::Finished);
@@ -680,10 +715,18 @@ fn upload(
                 if done {
                     st.out.extend_from_slice(http1::LAST_CHUNK);
                 }
+                if done {
+                    // Nothing more to decode: what is left is to deliver what
+                    // is framed, which a Length body with nothing left does.
+                    *body = Upload::Length { left: 0 };
+                }
                 if !st.out.is_empty() {
-                    let deadline = Instant::now() + limits.backend_timeout;
-                    be.write_all(&st.out, deadline).map_err(backend_err)?;
+                    let n = be.write_nonblocking(&st.out).map_err(backend_err)?;
+                    to_backend.extend_from_slice(&st.out[n..]);
                     st.out.clear();
+                    if !to_backend.is_empty() {
+                        return Ok(Flow::BackendFull);
+                    }
                 }
                 if done {
                     return Ok(Flow::Finished);

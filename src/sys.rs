@@ -141,6 +141,25 @@ pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     recv(fd, buf, libc::MSG_DONTWAIT)
 }
 
+/// Writes what the socket takes of `data` without blocking, whatever its mode
+/// (`MSG_DONTWAIT`, and `MSG_NOSIGNAL`: a closed peer is an error, not SIGPIPE).
+pub fn send_nonblocking(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads at most `data.len()` bytes from the valid `data`; `fd`
+    // is an open socket the caller holds.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast::<libc::c_void>(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: recv writes at most `buf.len()` bytes into the valid, writable
     // `buf`; `fd` is an open socket the caller holds.

@@ -1,14 +1,16 @@
 //! Backend connections: connecting without waiting, and the pool of idle
 //! keep-alive connections.
 //!
-//! Backend sockets are blocking for writes, with `SO_SNDTIMEO` set to
-//! `backend_timeout` (lowered to what is left of a phase's deadline only when
-//! less than that is left): a request and its body go out in `write` calls that
-//! rarely wait. Reads never block (`MSG_DONTWAIT`): when the backend has not
-//! answered yet, the exchange is parked on the socket in the park set and the
-//! worker takes other work (see `forward.rs`). A new connection is started
-//! non-blocking and the exchange parks on it until it is writable (under
-//! `backend_connect_timeout`), so an app that does not accept holds no worker.
+//! No backend makes a worker wait (see `forward.rs`): reads use `MSG_DONTWAIT`
+//! and, when the backend has not answered yet, the exchange is parked on the
+//! socket in the park set; request body bytes are written with `MSG_DONTWAIT`
+//! and what the socket does not take waits with the exchange, parked until the
+//! socket is writable; a new connection is started non-blocking and the
+//! exchange parks on it until it is up (under `backend_connect_timeout`). Only
+//! the request head is written with a blocking `write` under `SO_SNDTIMEO`
+//! (`backend_timeout`, lowered to what is left of a phase's deadline only when
+//! less is left): it goes first on a connection with nothing in flight and is
+//! smaller than the socket's buffer but for a head near `max_head_bytes`.
 //!
 //! The pool is shared by the workers (see [`Pool`] for why), behind a lock held
 //! only to pop or push. An idle connection is checked before reuse: one
@@ -45,7 +47,7 @@ pub const MAX_IDLE_PER_BACKEND: usize = 1024;
 /// A connection to a backend, fresh or taken from the pool.
 #[derive(Debug)]
 pub struct BackendConn {
-    /// The socket: blocking writes with a timeout, reads with `MSG_DONTWAIT`.
+    /// The socket: blocking with a write timeout; most I/O uses `MSG_DONTWAIT`.
     pub sock: TcpStream,
     /// The write timeout in force.
     armed: Duration,
@@ -107,6 +109,19 @@ impl BackendConn {
             self.armed = left;
         }
         Ok(())
+    }
+
+    /// Writes what the socket takes of `data` now (0 when it is full).
+    pub fn write_nonblocking(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Bounded: EINTR is retried, and there are only so many signals.
+        loop {
+            match sys::send_nonblocking(self.sock.as_raw_fd(), data) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Writes all of `data` before the deadline.

@@ -192,6 +192,94 @@ fn backend_connects_that_hang_do_not_hold_the_workers() {
 }
 
 #[test]
+fn backends_slow_to_read_uploads_do_not_hold_the_workers() {
+    use std::io::{Read, Write};
+    // Bigger than the socket buffers between nexushub and the app, so that the
+    // app's socket fills while the app does not read.
+    const LEN: u64 = 32 * MIB;
+    let gate = Arc::new(Gate::default());
+    let heads = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let (held, seen) = (Arc::clone(&gate), Arc::clone(&heads));
+    let backend = Backend::raw(move |mut conn, _| {
+        // A GET is answered at once; an upload's head is read, then nothing
+        // until the gate opens, then its body.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match conn.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if text.starts_with("get ") {
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            return;
+        }
+        let len: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        {
+            let (count, changed) = &*seen;
+            *crate::support::lock(count) += 1;
+            changed.notify_all();
+        }
+        held.wait(Duration::from_secs(20));
+        let got = std::io::copy(&mut (&mut conn).take(len), &mut std::io::sink()).unwrap_or(0);
+        let body = got.to_string();
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // More uploads than workers, each into an app that does not read it.
+    let uploads: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = nexus.client(HELLO);
+            std::thread::spawn(move || {
+                c.send(
+                    format!(
+                        "POST /up/{i} HTTP/1.1\r\nHost: {HELLO}\r\nContent-Length: {LEN}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                c.send_pattern(LEN);
+                let r = c.response();
+                (r.status(), r.text())
+            })
+        })
+        .collect();
+    {
+        let (count, changed) = &*heads;
+        let deadline = Instant::now() + SERVED_WITHIN;
+        let mut n = crate::support::lock(count);
+        while *n < 3 && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            n = match changed.wait_timeout(n, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        assert_eq!(*n, 3, "heads the app received\n{}", nexus.dump());
+    }
+    assert_fresh_client_served(&nexus, "/fresh");
+    gate.open();
+    for u in uploads {
+        let (status, text) = u.join().unwrap_or_else(|_| panic!("an uploader panicked"));
+        assert_eq!((status, text), (200, LEN.to_string()));
+    }
+}
+
+#[test]
 fn slow_uploads_do_not_hold_the_workers() {
     let backend = Backend::http(|seen| {
         let body = format!("{} bytes", seen.body.len());
