@@ -805,15 +805,7 @@ fn download(
                     // fewer per byte than through st.out.
                     dl.pushed = true;
                     let run = &st.rbuf.data()[..take];
-                    let (taken, flushed) = conn
-                        .send_nonblocking(run)
-                        .map_err(|e| client_err(e, dl.sent))?;
-                    if taken < take {
-                        pending.extend_from_slice(&run[taken..]);
-                    }
-                    if !flushed {
-                        blocked = true;
-                    }
+                    blocked = !push(conn, run, pending).map_err(|e| client_err(e, dl.sent))?;
                 } else {
                     st.out.extend_from_slice(&st.rbuf.data()[..take]);
                 }
@@ -876,12 +868,7 @@ fn download(
         // Push st.out to the client when it is large enough, or at the end.
         if finished || st.out.len() >= OUT_FLUSH_BYTES {
             dl.pushed = true;
-            let (taken, flushed) = conn
-                .send_nonblocking(&st.out)
-                .map_err(|e| client_err(e, dl.sent))?;
-            if taken < st.out.len() {
-                pending.extend_from_slice(&st.out[taken..]);
-            }
+            let flushed = push(conn, &st.out, pending).map_err(|e| client_err(e, dl.sent))?;
             st.out.clear();
             if !flushed {
                 return Ok(Flow::Blocked);
@@ -897,12 +884,8 @@ fn download(
                 // must not sit here), then the exchange parks on the backend.
                 if !st.out.is_empty() {
                     dl.pushed = true;
-                    let (taken, flushed) = conn
-                        .send_nonblocking(&st.out)
-                        .map_err(|e| client_err(e, dl.sent))?;
-                    if taken < st.out.len() {
-                        pending.extend_from_slice(&st.out[taken..]);
-                    }
+                    let flushed =
+                        push(conn, &st.out, pending).map_err(|e| client_err(e, dl.sent))?;
                     st.out.clear();
                     if !flushed {
                         return Ok(Flow::Blocked);
@@ -1002,6 +985,16 @@ fn poll_response_head(
         }
     }
     Err(HeadError::Invalid(http1::ResponseError::HeadTooLarge))
+}
+
+/// Hands `data` to the client without blocking; what rustls does not take is
+/// kept in `pending` (sent first next time). True when all of it went out.
+fn push(conn: &mut ClientConn, data: &[u8], pending: &mut Vec<u8>) -> Result<bool, ConnError> {
+    let (taken, flushed) = conn.send_nonblocking(data)?;
+    if taken < data.len() {
+        pending.extend_from_slice(&data[taken..]);
+    }
+    Ok(flushed)
 }
 
 /// Appends body bytes to `st.out` in the client's framing.

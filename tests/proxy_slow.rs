@@ -27,6 +27,17 @@ fn assert_fresh_client_served(nexus: &Nexus, path: &str) {
     assert!(took < SERVED_WITHIN, "a new client waited {took:?}");
 }
 
+/// `n` clients, each with `GET {prefix}/{i}` sent and its answer not read yet.
+fn send_gets(nexus: &Nexus, prefix: &str, n: usize) -> Vec<TlsClient> {
+    (0..n)
+        .map(|i| {
+            let mut c = nexus.client(HELLO);
+            c.send(format!("GET {prefix}/{i} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+            c
+        })
+        .collect()
+}
+
 /// Starts an upload of `len` bytes with `Expect: 100-continue` and sends only
 /// `sent` of them: once the `100 Continue` is in, nexushub has sent the head to
 /// the backend and waits for the body.
@@ -94,13 +105,7 @@ fn slow_backend_answers_do_not_hold_the_workers() {
     );
     // Three times as many requests waiting on the backend as workers: all of
     // them reach it (with workers blocked on it, only two would).
-    let mut slow: Vec<TlsClient> = (0..6)
-        .map(|i| {
-            let mut c = nexus.client(HELLO);
-            c.send(format!("GET /slow/{i} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
-            c
-        })
-        .collect();
+    let mut slow = send_gets(&nexus, "/slow", 6);
     if let Err(n) = backend.wait_seen(6, SERVED_WITHIN) {
         panic!(
             "{n} of 6 slow requests reached the backend\n{}",
@@ -316,13 +321,7 @@ fn slow_readers_do_not_hold_the_workers() {
             .app("hello", HELLO, backend.addr()),
     );
     // Four clients ask for 64 MiB each and read none of it.
-    let mut slow: Vec<TlsClient> = (0..4)
-        .map(|i| {
-            let mut c = nexus.client(HELLO);
-            c.send(format!("GET /big/{i} HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
-            c
-        })
-        .collect();
+    let mut slow = send_gets(&nexus, "/big", 4);
     if let Err(n) = backend.wait_seen(4, Duration::from_secs(10)) {
         panic!("the backend saw {n} of 4 requests\n{}", nexus.dump());
     }
