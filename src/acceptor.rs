@@ -217,6 +217,8 @@ impl Acceptor {
                             ex.expired = true;
                         }
                         conn.deadline = Instant::now() + self.config.client_timeout;
+                        // Parked without a write that said EAGAIN: re-poll.
+                        conn.repoll = true;
                         self.parked.park(conn, Interest::Write);
                     } else {
                         crate::worker::expire(conn, &self.access);

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use rustls::ServerConnection;
 
 use crate::deadline::{self, Wait};
+use crate::park::Registration;
 use crate::sys::Interest;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
@@ -198,8 +199,17 @@ pub struct ClientConn {
     pub buf: Vec<u8>,
     /// The normalised SNI name the client sent, once the handshake is done.
     pub sni: Option<String>,
-    /// True once the socket is in the acceptor's epoll set.
-    pub registered: bool,
+    /// The socket's place in the park set, once it was first parked.
+    pub registration: Option<Registration>,
+    /// Set when the connection is parked without the socket having said EAGAIN
+    /// for what it waits on: the parking re-polls it (see `park.rs`).
+    pub repoll: bool,
+    /// True when the last read from the socket filled what it was given: more
+    /// bytes may wait in the socket, so it is not drained.
+    pub unread: bool,
+    /// Set when an event said the client closed its side (or the socket
+    /// failed): the socket is read again before the connection is parked.
+    pub hangup: bool,
     /// Requests served so far.
     pub requests: u64,
     /// Time spent waiting on this client (to read or to write) during the
@@ -229,7 +239,10 @@ impl ClientConn {
             deadline: handshake_deadline,
             buf: Vec::new(),
             sni: None,
-            registered: false,
+            registration: None,
+            repoll: false,
+            unread: false,
+            hangup: false,
             requests: 0,
             waited: Duration::ZERO,
             exchange: None,
@@ -258,7 +271,7 @@ impl ClientConn {
                     .and_then(|name| crate::host::normalize(name).ok());
                 return Ok(Handshake::Done);
             }
-            match self.tls.read_tls(&mut self.sock) {
+            match self.read_tls() {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::NeedRead),
@@ -271,6 +284,16 @@ impl ClientConn {
         Err(ConnError::Tls(rustls::Error::General(
             "handshake did not progress".into(),
         )))
+    }
+
+    /// One read from the socket into rustls, noting in `unread` whether the
+    /// socket may hold more.
+    fn read_tls(&mut self) -> io::Result<usize> {
+        let mut reader = Tracked {
+            sock: &self.sock,
+            full: &mut self.unread,
+        };
+        self.tls.read_tls(&mut reader)
     }
 
     /// Processes received TLS records and moves any plaintext into `buf`. On a
@@ -310,7 +333,7 @@ impl ClientConn {
             if self.buf.len() >= cap {
                 return Ok(Fill::Progress);
             }
-            match self.tls.read_tls(&mut self.sock) {
+            match self.read_tls() {
                 Ok(0) => {
                     self.process()?;
                     return Ok(if self.buf.len() > before {
@@ -421,6 +444,9 @@ impl ClientConn {
                 return Ok((taken, true));
             }
         }
+        // Out of rounds without the socket saying EAGAIN: whoever parks the
+        // connection for this must re-poll it.
+        self.repoll = true;
         Ok((taken, false))
     }
 
@@ -463,6 +489,25 @@ impl ClientConn {
     /// a response was cut short (used when a backend dies mid-body).
     pub fn abort(self) {
         let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
+/// The client's socket as rustls reads it, noting whether a read filled the
+/// buffer it was given (so the socket may hold more) or found it empty.
+struct Tracked<'a> {
+    sock: &'a TcpStream,
+    full: &'a mut bool,
+}
+
+impl Read for Tracked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let res = (&mut &*self.sock).read(buf);
+        match &res {
+            Ok(n) => *self.full = *n > 0 && *n == buf.len(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *self.full = false,
+            Err(_) => {}
+        }
+        res
     }
 }
 

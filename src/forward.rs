@@ -19,7 +19,7 @@
 //! its `Content-Length`, so the client cannot take a cut response for a whole one.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -260,11 +260,9 @@ impl Exchange {
         self.live.as_ref().map(|l| l.backend_deadline)
     }
 
-    /// The backend socket to park on, and whether it is in the epoll set yet
-    /// (set to true by the caller once it is).
-    pub fn backend_registration(&mut self) -> Option<(RawFd, &mut bool)> {
-        let be = &mut self.live.as_mut()?.backend;
-        Some((be.sock.as_raw_fd(), &mut be.registered))
+    /// The backend connection, while the exchange has one (to park on it).
+    pub fn backend_mut(&mut self) -> Option<&mut BackendConn> {
+        Some(&mut self.live.as_mut()?.backend)
     }
 
     /// Runs the exchange as far as it goes without waiting on the client or on

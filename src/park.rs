@@ -4,31 +4,81 @@
 //! A connection is parked while its TLS handshake is under way, while part of a
 //! request head is in, while it is idle between requests, and while an exchange
 //! waits on a slow client (a request body that has not arrived, a response the
-//! client has not read) or on its backend (parked on the backend socket, which
-//! stays in the set, disarmed, while pooled). Each phase has its deadline, which
-//! the acceptor's sweep enforces.
+//! client has not read) or on its backend (parked on the backend socket). Each
+//! phase has its deadline, which the acceptor's sweep enforces.
 //!
 //! Idle workers wait on the epoll set themselves: when a parked connection becomes
 //! ready, the kernel wakes exactly one waiting worker (`epoll_wait` waiters are
 //! exclusive), which takes the connection out of the table and serves it. There is
 //! no hand-off thread between readiness and work, so a parked connection costs one
-//! wake-up to serve, not two. Registrations are one-shot, so a connection belongs
-//! to at most one worker at a time, and each parking gets a fresh token, so a
-//! stale event can never reach a connection parked later under the same fd.
+//! wake-up to serve, not two.
+//!
+//! Each socket is registered once, edge-triggered, under a token of its own that
+//! is never reused (a [`Registration`], owned with the socket: a client's by its
+//! connection, a backend's by its pooled connection, so it outlives one
+//! exchange). Parking is then a table insert, not a system call. The table holds,
+//! per token, either the parked connection or a note that it is busy (with a
+//! worker, or parked under its other socket's token); an event that finds it
+//! busy is remembered in that note, and the next parking under the token
+//! re-polls the socket (`EPOLL_CTL_MOD` reports readiness already there) instead
+//! of waiting for an edge that has passed. So a connection belongs to at most one
+//! worker at a time, and no readiness is lost while it is busy. What the edge
+//! trigger asks of the callers: park on a socket only after it said EAGAIN for
+//! what you wait on, or set [`ClientConn::repoll`].
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::conn::ClientConn;
 use crate::forward::Waiting;
-use crate::sys::{Epoll, Interest};
+use crate::sys::{Epoll, Interest, Watch};
 
 /// Shards of the token table, so that parking and waking rarely meet on a lock.
 const SHARDS: usize = 16;
+
+/// A socket's place in the park set: its token and what its registration
+/// watches. Dropped with the socket, it takes the token out of the table (the
+/// kernel drops the registration itself when the socket closes).
+#[derive(Debug)]
+pub struct Registration {
+    token: u64,
+    watch: Watch,
+    set: Weak<ParkSet>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(set) = self.set.upgrade() {
+            set.forget(self.token);
+        }
+    }
+}
+
+/// What the table knows of a token.
+#[derive(Debug)]
+enum Entry {
+    /// Parked, waiting on this token's socket.
+    Parked(Box<ClientConn>),
+    /// Not parked on this socket (with a worker, parked under another token, or
+    /// a backend connection in the pool). `ready`: an event came meanwhile.
+    Busy { ready: bool },
+}
+
+/// How a parking arms its socket.
+enum Arm {
+    /// Nothing to do: the registration watches what we wait on, and no event
+    /// was missed.
+    Nothing,
+    /// First parking of this socket.
+    Add,
+    /// Watch for more, or re-poll readiness an event reported while busy.
+    Modify,
+}
 
 /// The shared epoll set and the connections parked in it, by token.
 #[derive(Debug)]
@@ -37,7 +87,7 @@ pub struct ParkSet {
     // Boxed: a connection is about 1.3 KiB (most of it rustls state), and it
     // moves between the acceptor, this table and the workers on every request;
     // a box makes each move a pointer's (measured: 1 to 6% more requests/s).
-    shards: Vec<Mutex<HashMap<u64, Box<ClientConn>>>>,
+    shards: Vec<Mutex<HashMap<u64, Entry>>>,
     next_token: AtomicU64,
     parked: AtomicUsize,
     closing: AtomicBool,
@@ -55,51 +105,87 @@ impl ParkSet {
         })
     }
 
-    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Box<ClientConn>>> {
+    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Entry>> {
         &self.shards[(token as usize) % SHARDS]
     }
 
     /// Parks `conn` until it is ready for `interest` (or its deadline passes).
     /// While shutting down, a connection with no exchange in progress is closed
     /// instead: it has no request in flight.
-    pub fn park(&self, conn: Box<ClientConn>, interest: Interest) {
+    pub fn park(self: &Arc<Self>, conn: Box<ClientConn>, interest: Interest) {
         self.park_exchange(conn, Waiting::Client(interest));
     }
 
     /// Parks a connection whose exchange (in `conn.exchange`) waits for
     /// `waiting`: the client's socket, or its backend connection's.
-    pub fn park_exchange(&self, mut conn: Box<ClientConn>, waiting: Waiting) {
+    pub fn park_exchange(self: &Arc<Self>, mut conn: Box<ClientConn>, waiting: Waiting) {
         if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
             return conn.close(false);
         }
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let (fd, first, interest) = match waiting {
-            Waiting::Client(interest) => {
-                let first = !conn.registered;
-                conn.registered = true;
-                (conn.sock.as_raw_fd(), first, interest)
-            }
+        let repoll = std::mem::take(&mut conn.repoll);
+        let (fd, reg, interest) = match waiting {
+            Waiting::Client(interest) => (conn.sock.as_raw_fd(), &mut conn.registration, interest),
             Waiting::Backend(interest) => {
-                let Some((fd, registered)) = conn
-                    .exchange
-                    .as_mut()
-                    .and_then(|ex| ex.backend_registration())
-                else {
+                let Some(be) = conn.exchange.as_mut().and_then(|ex| ex.backend_mut()) else {
                     log::error!("{}: no backend connection to wait on", conn.peer);
                     return conn.abort();
                 };
-                let first = !*registered;
-                *registered = true;
-                (fd, first, interest)
+                (be.sock.as_raw_fd(), &mut be.registration, interest)
+            }
+        };
+        let (token, watch, mut arm) = match reg {
+            Some(r) if r.watch.covers(interest) => (
+                r.token,
+                r.watch,
+                if repoll { Arm::Modify } else { Arm::Nothing },
+            ),
+            Some(r) => {
+                r.watch = r.watch.with(interest);
+                (r.token, r.watch, Arm::Modify)
+            }
+            None => {
+                let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+                let watch = Watch::of(interest);
+                *reg = Some(Registration {
+                    token,
+                    watch,
+                    set: Arc::downgrade(self),
+                });
+                (token, watch, Arm::Add)
             }
         };
         // In the table before it is armed: the event may fire at once.
-        self.shard(token).lock().insert(token, conn);
+        let refused = {
+            let mut map = self.shard(token).lock();
+            match map.get_mut(&token) {
+                Some(Entry::Parked(_)) => Some(conn),
+                Some(entry) => {
+                    if matches!(entry, Entry::Busy { ready: true }) && matches!(arm, Arm::Nothing) {
+                        arm = Arm::Modify;
+                    }
+                    *entry = Entry::Parked(conn);
+                    None
+                }
+                None => {
+                    if matches!(arm, Arm::Nothing) {
+                        // Not expected (the entry lives as long as the
+                        // registration); re-polling covers any event missed.
+                        arm = Arm::Modify;
+                    }
+                    map.insert(token, Entry::Parked(conn));
+                    None
+                }
+            }
+        };
+        if let Some(conn) = refused {
+            log::error!("{}: parked twice on one socket; dropped", conn.peer);
+            return conn.abort();
+        }
         self.parked.fetch_add(1, Ordering::SeqCst);
-        let armed = if first {
-            self.epoll.add_oneshot(fd, token, interest)
-        } else {
-            self.epoll.rearm(fd, token, interest)
+        let armed = match arm {
+            Arm::Nothing => Ok(()),
+            Arm::Add => self.epoll.add(fd, token, watch),
+            Arm::Modify => self.epoll.modify(fd, token, watch),
         };
         if let Err(e) = armed {
             if let Some(conn) = self.take(token) {
@@ -113,10 +199,9 @@ impl ParkSet {
         if self.closing.load(Ordering::SeqCst) {
             let idle = {
                 let mut map = self.shard(token).lock();
-                if map.get(&token).is_some_and(|c| c.exchange.is_none()) {
-                    map.remove(&token)
-                } else {
-                    None
+                match map.get_mut(&token) {
+                    Some(entry) if is_idle(entry) => unpark(entry),
+                    _ => None,
                 }
             };
             if let Some(conn) = idle {
@@ -126,19 +211,49 @@ impl ParkSet {
         }
     }
 
+    /// Takes the connection parked under `token`, if one is.
     fn take(&self, token: u64) -> Option<Box<ClientConn>> {
-        let conn = self.shard(token).lock().remove(&token);
+        let conn = self.shard(token).lock().get_mut(&token).and_then(unpark);
         if conn.is_some() {
             self.parked.fetch_sub(1, Ordering::SeqCst);
         }
         conn
     }
 
+    /// A registration's socket is closing: its token leaves the table.
+    fn forget(&self, token: u64) {
+        // Dropped outside the lock: a connection's drop forgets its own tokens.
+        let gone = self.shard(token).lock().remove(&token);
+        if let Some(Entry::Parked(conn)) = gone {
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+            log::error!("{}: parked on a socket that closed; dropped", conn.peer);
+        }
+    }
+
     /// Waits up to `timeout` for a parked connection to become ready and takes it.
-    /// Called by idle workers.
+    /// Called by idle workers. `None` also when the event was for a connection
+    /// that is busy (noted for its next parking) or gone.
     pub fn wait(&self, timeout: Duration) -> Option<Box<ClientConn>> {
         match self.epoll.wait_one(timeout) {
-            Ok(Some(ev)) => self.take(ev.token),
+            Ok(Some(ev)) => {
+                let conn = {
+                    let mut map = self.shard(ev.token).lock();
+                    match map.get_mut(&ev.token) {
+                        Some(entry @ Entry::Parked(_)) => unpark(entry),
+                        Some(Entry::Busy { ready }) => {
+                            *ready = true;
+                            None
+                        }
+                        None => None,
+                    }
+                };
+                let mut conn = conn?;
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                if ev.hangup() {
+                    note_hangup(&mut conn, ev.token);
+                }
+                Some(conn)
+            }
             Ok(None) => None,
             Err(e) => {
                 log::error!("epoll_wait failed: {e}");
@@ -177,14 +292,9 @@ impl ParkSet {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock();
-            let picked: Vec<u64> = map
-                .iter()
-                .filter(|(_, c)| pick(c))
-                .map(|(t, _)| *t)
-                .collect();
-            for t in picked {
-                if let Some(c) = map.remove(&t) {
-                    out.push(c);
+            for entry in map.values_mut() {
+                if matches!(entry, Entry::Parked(c) if pick(c)) {
+                    out.extend(unpark(entry));
                 }
             }
         }
@@ -195,5 +305,179 @@ impl ParkSet {
     /// True once [`ParkSet::close_idle`] was called.
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
+    }
+}
+
+/// Notes on the socket an event for `token` was for that its peer closed its
+/// side: the last bytes may have come in the same event, so no other will say it.
+fn note_hangup(conn: &mut ClientConn, token: u64) {
+    if conn.registration.as_ref().is_some_and(|r| r.token == token) {
+        conn.hangup = true;
+    } else if let Some(be) = conn.exchange.as_mut().and_then(|ex| ex.backend_mut()) {
+        be.hangup = true;
+    }
+}
+
+/// True for a connection parked with no exchange in progress.
+fn is_idle(entry: &Entry) -> bool {
+    matches!(entry, Entry::Parked(c) if c.exchange.is_none())
+}
+
+/// Takes a parked connection out of its entry, leaving the token busy.
+fn unpark(entry: &mut Entry) -> Option<Box<ClientConn>> {
+    match std::mem::replace(entry, Entry::Busy { ready: false }) {
+        Entry::Parked(conn) => Some(conn),
+        busy => {
+            *entry = busy;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::path::Path;
+
+    use crate::conn::{Census, Slot};
+
+    /// A connection around the server side of a loopback pair, and the client side.
+    fn pair() -> (Box<ClientConn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (sock, peer) = listener.accept().expect("accept");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let setup = crate::tls::load(
+            &fixtures.join("localhost.pem"),
+            &fixtures.join("localhost.key"),
+        )
+        .expect("fixtures load");
+        let tls = rustls::ServerConnection::new(setup.config).expect("rustls");
+        let census = Arc::new(Census::default());
+        let slot = Slot::acquire(&census, peer.ip(), 10, 10).expect("slot");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn = ClientConn::new(sock, tls, peer, deadline, slot);
+        (Box::new(conn), client)
+    }
+
+    /// Waits for the parked connection to come back, up to a second.
+    fn ready(set: &ParkSet) -> Option<Box<ClientConn>> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if let Some(conn) = set.wait(Duration::from_millis(50)) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Reads the socket until it says EAGAIN; the bytes read.
+    fn drain(conn: &ClientConn) -> usize {
+        let mut total = 0;
+        let mut buf = [0u8; 4096];
+        for _ in 0..1000 {
+            match (&conn.sock).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        total
+    }
+
+    fn entries(set: &ParkSet) -> usize {
+        set.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    #[test]
+    fn a_parked_connection_comes_back_when_its_socket_is_ready() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client) = pair();
+        set.park(conn, Interest::Read);
+        assert_eq!(set.len(), 1);
+        assert!(
+            set.wait(Duration::from_millis(50)).is_none(),
+            "nothing sent yet"
+        );
+        client.write_all(b"hello").expect("write");
+        let conn = ready(&set).expect("ready after the client wrote");
+        assert_eq!(set.len(), 0);
+        assert_eq!(drain(&conn), 5);
+        // Parked again after EAGAIN: quiet until the next bytes.
+        set.park(conn, Interest::Read);
+        assert!(
+            set.wait(Duration::from_millis(50)).is_none(),
+            "no new bytes"
+        );
+        client.write_all(b"again").expect("write");
+        let conn = ready(&set).expect("ready after more bytes");
+        assert_eq!(drain(&conn), 5);
+    }
+
+    #[test]
+    fn bytes_that_come_while_the_connection_is_busy_are_not_lost() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client) = pair();
+        set.park(conn, Interest::Read);
+        client.write_all(b"one").expect("write");
+        let conn = ready(&set).expect("ready");
+        assert_eq!(drain(&conn), 3);
+        // While a worker has it, more bytes: their event finds it busy.
+        client.write_all(b"two").expect("write");
+        assert!(
+            ready(&set).is_none(),
+            "a busy connection must not be handed out"
+        );
+        // Parked without reading again (as after a response): the event that
+        // came meanwhile makes the parking re-poll, so it comes back at once.
+        set.park(conn, Interest::Read);
+        let conn = ready(&set).expect("the bytes that came while busy wake it");
+        assert_eq!(drain(&conn), 3);
+    }
+
+    #[test]
+    fn a_hangup_in_the_same_event_as_the_last_bytes_is_noted() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client) = pair();
+        set.park(conn, Interest::Read);
+        client.write_all(b"last").expect("write");
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        // On loopback both are queued by the time shutdown returns, before the
+        // event is taken: one event brings the bytes and the end.
+        let conn = ready(&set).expect("ready");
+        assert!(conn.hangup, "the client's end came with its bytes");
+        assert_eq!(drain(&conn), 4);
+    }
+
+    #[test]
+    fn closing_a_connection_takes_its_token_out_of_the_table() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client) = pair();
+        set.park(conn, Interest::Read);
+        client.write_all(b"x").expect("write");
+        let conn = ready(&set).expect("ready");
+        assert_eq!(entries(&set), 1, "busy, still known");
+        conn.abort();
+        assert_eq!(entries(&set), 0);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn the_sweep_takes_connections_past_their_deadline_only() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (mut late, _c1) = pair();
+        let (on_time, _c2) = pair();
+        late.deadline = Instant::now();
+        set.park(late, Interest::Read);
+        set.park(on_time, Interest::Read);
+        let taken = set.take_expired(Instant::now());
+        assert_eq!(taken.len(), 1);
+        assert_eq!(set.len(), 1);
+        drop(taken);
+        assert_eq!(entries(&set), 1, "the late one's token went with it");
     }
 }

@@ -19,13 +19,49 @@ pub enum Interest {
     Write,
 }
 
-impl Interest {
+/// What an edge-triggered registration reports: readability (with the peer's
+/// hang-up), writability, or both. Errors and hang-ups are always reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    read: bool,
+    write: bool,
+}
+
+impl Watch {
+    /// Watching for `interest` only.
+    pub fn of(interest: Interest) -> Watch {
+        Watch {
+            read: interest == Interest::Read,
+            write: interest == Interest::Write,
+        }
+    }
+
+    /// True when this watch reports `interest`.
+    pub fn covers(self, interest: Interest) -> bool {
+        match interest {
+            Interest::Read => self.read,
+            Interest::Write => self.write,
+        }
+    }
+
+    /// This watch and `interest` too.
+    pub fn with(self, interest: Interest) -> Watch {
+        let more = Watch::of(interest);
+        Watch {
+            read: self.read || more.read,
+            write: self.write || more.write,
+        }
+    }
+
     fn bits(self) -> u32 {
-        let base = match self {
-            Interest::Read => libc::EPOLLIN | libc::EPOLLRDHUP,
-            Interest::Write => libc::EPOLLOUT,
-        };
-        base as u32
+        let mut bits = libc::EPOLLET as u32;
+        if self.read {
+            bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        }
+        if self.write {
+            bits |= libc::EPOLLOUT as u32;
+        }
+        bits
     }
 }
 
@@ -38,9 +74,19 @@ pub struct Event {
     pub bits: u32,
 }
 
-/// An epoll set. Registrations are one-shot: after an event fires, the fd stays in
-/// the set but is disarmed until [`Epoll::rearm`], which is exactly the hand-off
-/// the park set needs (one worker owns the connection meanwhile).
+impl Event {
+    /// True when the peer closed its side or the socket failed: reading will
+    /// find the end (after any data still queued), with no further event.
+    pub fn hangup(&self) -> bool {
+        self.bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
+    }
+}
+
+/// An epoll set. Registrations are edge-triggered and persistent: a socket is
+/// added once and reports each new readiness (data arrived, room to write, a
+/// hang-up) as one event, to one waiting thread. Whoever waits must therefore
+/// have read (or written) until the socket said EAGAIN, or re-poll it with
+/// [`Epoll::modify`], which reports readiness that is already there.
 #[derive(Debug)]
 pub struct Epoll {
     fd: OwnedFd,
@@ -74,24 +120,16 @@ impl Epoll {
         Ok(())
     }
 
-    /// Adds `fd` armed once for `interest`.
-    pub fn add_oneshot(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd,
-            interest.bits() | libc::EPOLLONESHOT as u32,
-            token,
-        )
+    /// Adds `fd` to the set under `token`; readiness already there is reported
+    /// at once.
+    pub fn add(&self, fd: RawFd, token: u64, watch: Watch) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, watch.bits(), token)
     }
 
-    /// Re-arms a one-shot registration, possibly with a new token and interest.
-    pub fn rearm(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd,
-            interest.bits() | libc::EPOLLONESHOT as u32,
-            token,
-        )
+    /// Changes what a registration watches, and re-polls it: readiness already
+    /// there is reported at once, as on [`Epoll::add`].
+    pub fn modify(&self, fd: RawFd, token: u64, watch: Watch) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, watch.bits(), token)
     }
 
     /// Waits up to `timeout` for one event; `Ok(None)` on timeout or a signal.

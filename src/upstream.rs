@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::deadline::Wait;
+use crate::park::Registration;
 use crate::readbuf::ReadBuf;
 use crate::sys;
 
@@ -53,9 +54,13 @@ pub struct BackendConn {
     armed: Duration,
     /// The backend's address.
     pub addr: SocketAddr,
-    /// True once the socket is in the park set's epoll set (a parked exchange
-    /// waited on it).
-    pub registered: bool,
+    /// The socket's place in the park set, once an exchange parked on it; kept
+    /// while the connection is pooled, so it is registered once.
+    pub registration: Option<Registration>,
+    /// Set when an event said the backend closed its side (or the socket
+    /// failed): the connection is not pooled. (Its end may have come with the
+    /// last response bytes, in the same event, so nothing else would tell.)
+    pub hangup: bool,
     /// True when it came from the pool (so a failure before any response byte
     /// may be the backend having closed it, and a retry may be in order).
     pub reused: bool,
@@ -70,7 +75,8 @@ pub fn connect_start(addr: SocketAddr, io_timeout: Duration) -> io::Result<Backe
         sock,
         armed: io_timeout.max(Duration::from_millis(1)),
         addr,
-        registered: false,
+        registration: None,
+        hangup: false,
         reused: false,
     })
 }
@@ -213,8 +219,12 @@ impl Pool {
     }
 
     /// Keeps a connection whose last exchange ended cleanly (the oldest one
-    /// goes when the address has [`MAX_IDLE_PER_BACKEND`] already).
+    /// goes when the address has [`MAX_IDLE_PER_BACKEND`] already; one whose
+    /// backend hung up is closed instead).
     pub fn put(&self, conn: BackendConn) {
+        if conn.hangup {
+            return;
+        }
         let oldest = {
             let mut map = self.idle.lock();
             let list = map.entry(conn.addr).or_default();

@@ -249,16 +249,22 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                 drained = true;
             }
             Ok(None) => {
-                // Right after a response the socket is known to be drained: park
-                // at once instead of paying for a read that would say EAGAIN.
-                // rustls holds nothing unread then (all plaintext is in `buf`), so
-                // a request already in the socket makes the parked connection
-                // ready at once: parking without a read loses nothing. (Waiting
-                // here a moment for the next request was measured too: it left a
-                // core idle while the worker slept on one connection.)
+                // Right after a response, when the last read found the socket
+                // empty, park at once instead of paying for a read that would
+                // say EAGAIN. rustls holds nothing unread then (all plaintext is
+                // in `buf`), and a request that came since has sent the
+                // connection's socket an event that finds it busy, which makes
+                // the parking re-poll it (`park.rs`): parking without a read
+                // loses nothing. (Waiting here a moment for the next request was
+                // measured too: it left a core idle while the worker slept on
+                // one connection.)
                 if drained {
                     drained = false;
-                    if conn.buf.is_empty() && !sh.closing.load(Ordering::Relaxed) {
+                    if conn.buf.is_empty()
+                        && !conn.unread
+                        && !conn.hangup
+                        && !sh.closing.load(Ordering::Relaxed)
+                    {
                         return sh.parked.park(conn, Interest::Read);
                     }
                 }

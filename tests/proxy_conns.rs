@@ -102,6 +102,31 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn client_that_closes_its_side_after_a_request_is_answered_then_closed_at_once() {
+    let backend = Backend::echo_target();
+    let nexus = Nexus::start(&Conf::new().set("idle_timeout", "60").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut c = nexus.client(HELLO);
+    // The request and the client's end arrive together (often in one event:
+    // the end must not be missed because the bytes before it were read).
+    c.send(b"GET /last HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    c.shutdown_write();
+    let r = c.response();
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "GET /last"),
+        "{}",
+        r.summary()
+    );
+    // Closed when the end is read, not after idle_timeout.
+    c.set_read_timeout(SERVED_WITHIN);
+    c.expect_closed();
+}
+
+#[test]
 fn http10_request_without_keep_alive_is_answered_then_closed() {
     let backend = Backend::echo_target();
     let nexus = Nexus::hello(backend.addr());

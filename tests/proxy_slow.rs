@@ -125,6 +125,51 @@ fn slow_backend_answers_do_not_hold_the_workers() {
     }
 }
 
+#[test]
+fn request_sent_while_the_previous_waits_on_its_backend_is_answered() {
+    let gate = Arc::new(Gate::default());
+    let held = Arc::clone(&gate);
+    let backend = Backend::http(move |seen| {
+        if seen.path == "/slow" {
+            held.wait(Duration::from_secs(20));
+        }
+        crate::support::Reply::keep(crate::support::backend::response(
+            200,
+            &[],
+            seen.path.as_bytes(),
+        ))
+    });
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "1")
+            .set("idle_timeout", "60")
+            .app("hello", HELLO, backend.addr()),
+    );
+    let mut c = nexus.client(HELLO);
+    c.set_read_timeout(SERVED_WITHIN);
+    c.send(format!("GET /slow HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+    if let Err(n) = backend.wait_seen(1, SERVED_WITHIN) {
+        panic!("{n} requests reached the backend\n{}", nexus.dump());
+    }
+    // The next request comes while the first is parked on its backend: its
+    // readiness reaches the one worker while the connection is not parked on
+    // its own socket. A fresh client served after it means that event was
+    // taken (one worker, events in order) before the first answer went out.
+    c.send(format!("GET /next HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes());
+    assert_fresh_client_served(&nexus, "/fresh");
+    gate.open();
+    for want in ["/slow", "/next"] {
+        let r = c.response();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (200, want),
+            "{}\n{}",
+            r.summary(),
+            nexus.dump()
+        );
+    }
+}
+
 /// A host routed to an app whose connects hang (see the test below).
 const STUCK: &str = "a.test.localhost";
 

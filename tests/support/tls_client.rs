@@ -7,7 +7,7 @@
 //! timeout, never confused.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -313,6 +313,16 @@ impl<S: Read + Write + Socket> Client<S> {
             .socket()
             .set_read_timeout(Some(d))
             .unwrap_or_else(|e| panic!("set_read_timeout: {e}"));
+    }
+
+    /// Ends the sending side of the TCP socket (a FIN, no close_notify): the
+    /// client has said all it will, and still reads.
+    pub fn shutdown_write(&mut self) {
+        self.wire
+            .get_ref()
+            .socket()
+            .shutdown(Shutdown::Write)
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
     }
 
     /// Writes bytes and flushes them (panics on error).
