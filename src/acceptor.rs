@@ -110,7 +110,7 @@ impl Acceptor {
             self.parked.len()
         );
         for conn in idle {
-            conn.close(false);
+            conn.close();
         }
     }
 
@@ -197,11 +197,15 @@ impl Acceptor {
                 Phase::Head => {
                     log::info!("{}: request head timed out", conn.peer);
                     // A 408 would need a worker; closing is what the deadline is for.
-                    conn.close(false);
+                    conn.close();
                 }
                 Phase::Idle => {
                     log::debug!("{}: idle keep-alive connection closed", conn.peer);
-                    conn.close(false);
+                    conn.close();
+                }
+                Phase::Closing => {
+                    log::debug!("{}: closed after its linger", conn.peer);
+                    drop(conn);
                 }
                 Phase::Exchange => {
                     let on_backend = conn.exchange.as_ref().is_some_and(|ex| {

@@ -55,6 +55,9 @@ pub enum Phase {
     /// An exchange waits on the client: a request body that has not arrived, or
     /// a response the client has not read (`ClientConn::exchange` holds it).
     Exchange,
+    /// Closing after our last answer: its close_notify is not all out yet, or
+    /// what the client still sends is read away (`ClientConn::linger_left`).
+    Closing,
 }
 
 /// The live client connections, in total and per client IP address.
@@ -219,6 +222,10 @@ pub struct ClientConn {
     pub exchange: Option<Box<crate::forward::Exchange>>,
     /// When the connection was parked in its exchange (for `waited`).
     pub parked_at: Option<Instant>,
+    /// While closing: how many more client bytes may be read away (0: none).
+    pub linger_left: usize,
+    /// While closing: our FIN is sent.
+    pub fin_sent: bool,
     _slot: Slot,
 }
 
@@ -247,6 +254,8 @@ impl ClientConn {
             waited: Duration::ZERO,
             exchange: None,
             parked_at: None,
+            linger_left: 0,
+            fin_sent: false,
             _slot: slot,
         }
     }
@@ -465,24 +474,56 @@ impl ClientConn {
         Ok(())
     }
 
-    /// Ends the connection politely: close_notify, our FIN, and, when the client
-    /// may still be sending (`linger`), a short read-away so that our last response
-    /// is not destroyed by a reset.
-    pub fn close(mut self, linger: bool) {
+    /// Ends the connection politely without waiting: close_notify and our FIN,
+    /// as far as the socket takes them now. (After an answer, the worker closes
+    /// through `Phase::Closing` instead, which waits for both, parked.)
+    pub fn close(mut self) {
         self.tls.send_close_notify();
-        let _ = self.flush(Instant::now() + Duration::from_millis(200));
+        let _ = self.flush_nonblocking();
         let _ = self.sock.shutdown(Shutdown::Write);
-        if linger {
-            let deadline = Instant::now() + LINGER;
-            let mut sink = [0u8; 8192];
-            let mut total = 0usize;
-            while total < LINGER_MAX_BYTES {
-                match deadline::read_some(&mut self.sock, &mut sink, deadline) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
+    }
+
+    /// Sends what rustls has queued as far as the socket takes it now: true
+    /// once all of it is out, false when the socket would block.
+    pub fn flush_nonblocking(&mut self) -> Result<bool, ConnError> {
+        // Bounded: each round sends bytes or returns.
+        for _ in 0..1024 {
+            if !self.tls.wants_write() {
+                return Ok(true);
+            }
+            match self.tls.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
             }
         }
+        self.repoll = true;
+        Ok(false)
+    }
+
+    /// While closing: reads and drops what the client still sends, without
+    /// blocking and within `linger_left`. True when the socket would block with
+    /// bytes still allowed (wait for more); false at the client's end, on an
+    /// error, or once the allowance is spent.
+    pub fn read_away(&mut self) -> bool {
+        let mut sink = [0u8; 8192];
+        // Bounded: each round reads bytes off the allowance, or returns.
+        for _ in 0..(LINGER_MAX_BYTES / 8192 + 2) {
+            match (&self.sock).read(&mut sink) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.linger_left = self.linger_left.saturating_sub(n);
+                    if self.linger_left == 0 {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Drops the connection at once without a close_notify, so the client can tell

@@ -120,7 +120,7 @@ impl ParkSet {
     /// `waiting`: the client's socket, or its backend connection's.
     pub fn park_exchange(self: &Arc<Self>, mut conn: Box<ClientConn>, waiting: Waiting) {
         if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
-            return conn.close(false);
+            return conn.close();
         }
         let repoll = std::mem::take(&mut conn.repoll);
         let (fd, reg, interest) = match waiting {
@@ -206,7 +206,7 @@ impl ParkSet {
             };
             if let Some(conn) = idle {
                 self.parked.fetch_sub(1, Ordering::SeqCst);
-                conn.close(false);
+                conn.close();
             }
         }
     }

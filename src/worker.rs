@@ -9,6 +9,7 @@
 //! panic while serving one connection is caught here; the connection is dropped
 //! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
-use crate::conn::{ClientConn, Fill, Handshake, MinRate, Phase, READ_CHUNK_BYTES};
+use crate::conn::{
+    ClientConn, ConnError, Fill, Handshake, MinRate, Phase, LINGER, LINGER_MAX_BYTES,
+    READ_CHUNK_BYTES,
+};
 use crate::error::ProxyError;
 use crate::forward::{Exchange, Failure, Progress, Waiting};
 use crate::http1::{self, BodyFraming, Request};
@@ -221,6 +225,9 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
         conn = c;
         drained = true;
     }
+    if conn.phase == Phase::Closing {
+        return closing(conn, sh);
+    }
     if conn.phase == Phase::Handshake {
         match conn.drive_handshake() {
             Ok(Handshake::Done) => {
@@ -277,7 +284,7 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                     }
                     Ok(Fill::WouldBlock) => {
                         if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
-                            return conn.close(false);
+                            return conn.close();
                         }
                         if conn.phase != Phase::Head && !conn.buf.is_empty() {
                             conn.phase = Phase::Head;
@@ -289,7 +296,7 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                         if !conn.buf.is_empty() {
                             log::info!("{}: closed in the middle of a request head", conn.peer);
                         }
-                        return conn.close(false);
+                        return conn.close();
                     }
                     Err(e) => {
                         log::info!("{}: connection failed: {e}", conn.peer);
@@ -301,9 +308,9 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                 log::info!("{}: bad request: {}", conn.peer, e.reason());
                 let err = ProxyError::Request(e);
                 let started = Instant::now();
-                let status = answer(&mut conn, &err, None, false, sh);
+                let (status, _) = answer(&mut conn, &err, None, false);
                 log_access(sh, conn.peer, None, status, started, "-");
-                return conn.close(true);
+                return close(conn, true, sh);
             }
         }
     }
@@ -318,7 +325,7 @@ fn carry_on(mut conn: Box<ClientConn>, next: Next, sh: &Shared) -> Option<Box<Cl
             conn.deadline = Instant::now() + sh.limits.idle_timeout;
             return Some(conn);
         }
-        Next::Close { linger } => conn.close(linger),
+        Next::Close { linger } => close(conn, linger, sh),
         Next::Abort => conn.abort(),
         Next::Park(waiting) => sh.parked.park_exchange(conn, waiting),
     }
@@ -405,17 +412,16 @@ fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerSt
         Progress::Failed(Failure::Answer { error, body_read }) => {
             let req = &ex.req;
             log::warn!("{} {} {}: {error}", conn.peer, req.host, req.target);
-            let status = answer(
+            let (status, flushed) = answer(
                 conn,
                 &error,
                 Some(req),
                 !body_read || closing || !req.keep_alive,
-                sh,
             );
             log_access(sh, conn.peer, Some(req), status, ex.started, &ex.app);
             if status.0 == 0 {
                 Next::Abort
-            } else if body_read && !error.answer().close && req.keep_alive && !closing {
+            } else if flushed && body_read && !error.answer().close && req.keep_alive && !closing {
                 Next::KeepAlive
             } else {
                 Next::Close { linger: !body_read }
@@ -451,23 +457,25 @@ fn answer_request(
     app: &str,
     sh: &Shared,
 ) -> Next {
-    let body_done = discard_body(conn, req, &sh.limits);
+    let body_done = discard_body(conn, req);
     let closing = sh.closing.load(Ordering::Relaxed);
     let keep = body_done && req.keep_alive && !closing;
-    let status = answer(conn, err, Some(req), !keep, sh);
+    let (status, flushed) = answer(conn, err, Some(req), !keep);
     log_access(sh, conn.peer, Some(req), status, started, app);
     if status.0 == 0 {
         Next::Abort
-    } else if keep {
+    } else if keep && flushed {
         Next::KeepAlive
     } else {
         Next::Close { linger: !body_done }
     }
 }
 
-/// Reads away a request body of at most [`DISCARD_BODY_MAX_BYTES`] that the
-/// client is already sending. Returns true when no body bytes remain unread.
-fn discard_body(conn: &mut ClientConn, req: &Request, limits: &Limits) -> bool {
+/// Reads away a request body of at most [`DISCARD_BODY_MAX_BYTES`] that has
+/// already arrived, without waiting for more. Returns true when no body bytes
+/// remain unread (else the connection closes after the answer, reading the rest
+/// away while it lingers, parked).
+fn discard_body(conn: &mut ClientConn, req: &Request) -> bool {
     let len = match req.body {
         BodyFraming::None | BodyFraming::Length(0) => return true,
         // A client waiting for 100-continue has not sent it; a chunked body has no
@@ -480,30 +488,32 @@ fn discard_body(conn: &mut ClientConn, req: &Request, limits: &Limits) -> bool {
         return false;
     }
     let mut left = len as usize;
-    let deadline = Instant::now() + limits.head_timeout;
-    loop {
+    // Bounded: each round consumes body bytes, or returns.
+    for _ in 0..1024 {
         let take = left.min(conn.buf.len());
         conn.buf.drain(..take);
         left -= take;
         if left == 0 {
             return true;
         }
-        match conn.fill_until(READ_CHUNK_BYTES, deadline) {
-            Ok(true) => {}
+        match conn.fill_nonblocking(READ_CHUNK_BYTES) {
+            Ok(Fill::Progress) => {}
             _ => return false,
         }
     }
+    false
 }
 
-/// Writes nexushub's own answer for `err`. Returns (status, body bytes), with
-/// status 0 when the client could not be written to.
+/// Writes nexushub's own answer for `err` without waiting on the client.
+/// Returns (status, body bytes), with status 0 when the client could not be
+/// written to, and whether the answer is all out: when it is not, the rest
+/// waits in rustls and the connection must close (which waits for it, parked).
 fn answer(
     conn: &mut ClientConn,
     err: &ProxyError,
     req: Option<&Request>,
     close: bool,
-    sh: &Shared,
-) -> (u16, u64) {
+) -> ((u16, u64), bool) {
     let a = err.answer();
     let keep_alive = !(close || a.close);
     let head_only = req.is_some_and(|r| r.is_head());
@@ -511,23 +521,61 @@ fn answer(
     let extra: Vec<(&str, &str)> = retry.iter().map(|s| ("Retry-After", s.as_str())).collect();
     let mut out = Vec::with_capacity(256);
     http1::write_local_response(&mut out, a.status, &a.text, &extra, keep_alive, head_only);
-    let deadline = Instant::now() + sh.limits.client_timeout;
-    match conn
-        .write_all(&out, deadline)
-        .and_then(|_| conn.flush(deadline))
-    {
-        Ok(()) => (
-            a.status,
-            if head_only {
+    let written = conn
+        .tls
+        .writer()
+        .write_all(&out)
+        .map_err(ConnError::Io)
+        .and_then(|_| conn.flush_nonblocking());
+    match written {
+        Ok(flushed) => {
+            let bytes = if head_only {
                 0
             } else {
                 a.text.len() as u64 + 1
-            },
-        ),
+            };
+            ((a.status, bytes), flushed)
+        }
         Err(e) => {
             log::debug!("{}: could not send {}: {e}", conn.peer, a.status);
-            (0, 0)
+            ((0, 0), false)
         }
+    }
+}
+
+/// Ends a connection after its last answer without waiting on the client:
+/// close_notify and our FIN go out as far as the socket takes them now. One
+/// whose close_notify did not fit, or that may still have client bytes coming
+/// (`linger`: unread bytes at close make the kernel send a reset, which can
+/// destroy the answer before the client reads it), is parked in
+/// `Phase::Closing` to finish, for at most [`LINGER`] once our FIN is out.
+fn close(mut conn: Box<ClientConn>, linger: bool, sh: &Shared) {
+    conn.tls.send_close_notify();
+    conn.phase = Phase::Closing;
+    conn.exchange = None;
+    conn.linger_left = if linger { LINGER_MAX_BYTES } else { 0 };
+    conn.deadline = Instant::now() + sh.limits.client_timeout;
+    closing(conn, sh);
+}
+
+/// Goes on closing a connection in `Phase::Closing` as far as it goes without
+/// waiting; parks it when the client is not ready, drops it when done.
+fn closing(mut conn: Box<ClientConn>, sh: &Shared) {
+    match conn.flush_nonblocking() {
+        Ok(true) => {}
+        Ok(false) => return sh.parked.park(conn, Interest::Write),
+        Err(e) => {
+            log::debug!("{}: connection failed while closing: {e}", conn.peer);
+            return conn.abort();
+        }
+    }
+    if !conn.fin_sent {
+        let _ = conn.sock.shutdown(std::net::Shutdown::Write);
+        conn.fin_sent = true;
+        conn.deadline = conn.deadline.min(Instant::now() + LINGER);
+    }
+    if conn.linger_left > 0 && conn.read_away() {
+        sh.parked.park(conn, Interest::Read);
     }
 }
 

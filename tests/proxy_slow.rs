@@ -170,6 +170,77 @@ fn request_sent_while_the_previous_waits_on_its_backend_is_answered() {
     }
 }
 
+/// How soon a new client must be served while clients that nexushub answered
+/// itself sit on their connections: far less than they could hold a worker
+/// for (a linger of 500 ms each, or `head_timeout` for a held-back body).
+const SERVED_BESIDE_WITHIN: Duration = Duration::from_millis(1500);
+
+/// A fresh client's GET is answered within [`SERVED_BESIDE_WITHIN`].
+fn assert_fresh_client_served_soon(nexus: &Nexus) {
+    let started = Instant::now();
+    let mut fresh = nexus.client(HELLO);
+    fresh.set_read_timeout(SERVED_WITHIN);
+    let r = fresh.get(HELLO, "/fresh");
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200, "{}\n{}", r.summary(), nexus.dump());
+    assert!(
+        took < SERVED_BESIDE_WITHIN,
+        "a new client waited {took:?}\n{}",
+        nexus.dump()
+    );
+}
+
+#[test]
+fn bad_requests_from_clients_that_then_stay_silent_do_not_hold_the_workers() {
+    let backend = Backend::ok("fresh");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Each gets its 400, and nexushub then reads away what the client may still
+    // send, so that its answer is not destroyed by a reset: twenty of them
+    // waiting on a silent client with two workers would hold both for seconds.
+    let mut bad: Vec<TlsClient> = (0..20).map(|_| nexus.client(HELLO)).collect();
+    for c in &mut bad {
+        c.send(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nBad Header: x\r\n\r\n");
+    }
+    assert_fresh_client_served_soon(&nexus);
+    for c in &mut bad {
+        c.set_read_timeout(SERVED_WITHIN);
+        let r = c.response();
+        assert_eq!(r.status(), 400, "{}", r.summary());
+        // Closed once the linger is over, not left open.
+        c.expect_closed();
+    }
+}
+
+#[test]
+fn local_answers_to_requests_whose_body_is_held_back_do_not_hold_the_workers() {
+    let backend = Backend::ok("fresh");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            .set("head_timeout", "20")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // Unknown hosts (404) with a small body that never comes: nexushub answers
+    // them itself, and must not wait for the body to keep the connection.
+    let mut held: Vec<TlsClient> = (0..4)
+        .map(|_| TlsClient::connect_without_sni(nexus.port()))
+        .collect();
+    for c in &mut held {
+        c.send(b"POST / HTTP/1.1\r\nHost: nobody.test.localhost\r\nContent-Length: 1000\r\n\r\n");
+    }
+    for c in &mut held {
+        c.set_read_timeout(SERVED_WITHIN);
+        let r = c.response();
+        assert_eq!(r.status(), 404, "{}", r.summary());
+        assert_eq!(r.header("connection"), Some("close"), "{}", r.summary());
+    }
+    assert_fresh_client_served_soon(&nexus);
+}
+
 /// A host routed to an app whose connects hang (see the test below).
 const STUCK: &str = "a.test.localhost";
 

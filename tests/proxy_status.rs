@@ -185,6 +185,29 @@ fn request_head_just_under_the_limit_is_served() {
 }
 
 #[test]
+fn local_answer_to_a_large_body_still_coming_reaches_the_client_whole() {
+    let backend = Backend::ok("backend reached");
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(NOBODY_HOST);
+    // Too large to read away for a keep-alive: nexushub answers, closes, and
+    // reads away what came (closing with it unread would send a reset that can
+    // destroy the answer before the client reads it).
+    c.send(
+        format!(
+            "POST / HTTP/1.1\r\nHost: {NOBODY_HOST}\r\nContent-Length: {}\r\n\r\n",
+            8 * crate::support::MIB
+        )
+        .as_bytes(),
+    );
+    c.send_pattern(128 * 1024);
+    let r = c.response();
+    assert_local(&r, 404, "no app");
+    assert_eq!(r.header("connection"), Some("close"), "{}", r.summary());
+    c.expect_closed();
+    assert!(backend.seen().is_empty());
+}
+
+#[test]
 fn unconfigured_host_gets_404_and_keeps_the_connection() {
     let backend = Backend::ok("backend reached");
     let nexus = Nexus::hello(backend.addr());
