@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rustls::ServerConnection;
 
-use crate::deadline::{self, Wait};
 use crate::park::Registration;
-use crate::sys::Interest;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -137,8 +135,6 @@ pub enum ConnError {
     Tls(rustls::Error),
     /// A socket error.
     Io(io::Error),
-    /// The phase's deadline passed.
-    TimedOut,
     /// The peer closed the connection.
     Closed,
 }
@@ -148,17 +144,7 @@ impl std::fmt::Display for ConnError {
         match self {
             ConnError::Tls(e) => write!(f, "tls: {e}"),
             ConnError::Io(e) => write!(f, "{e}"),
-            ConnError::TimedOut => f.write_str("timed out"),
             ConnError::Closed => f.write_str("closed by client"),
-        }
-    }
-}
-
-impl From<Wait> for ConnError {
-    fn from(w: Wait) -> ConnError {
-        match w {
-            Wait::TimedOut => ConnError::TimedOut,
-            Wait::Io(e) => ConnError::Io(e),
         }
     }
 }
@@ -378,26 +364,6 @@ impl ClientConn {
         Ok(Fill::Progress)
     }
 
-    /// Waits for more plaintext until the deadline. `Ok(false)` means the peer
-    /// closed with nothing new.
-    pub fn fill_until(&mut self, cap: usize, deadline: Instant) -> Result<bool, ConnError> {
-        loop {
-            match self.fill_nonblocking(cap)? {
-                Fill::Progress => return Ok(true),
-                Fill::Eof => return Ok(false),
-                Fill::WouldBlock => self.wait(Interest::Read, deadline)?,
-            }
-        }
-    }
-
-    /// Waits for the socket, counting the time in `waited`.
-    fn wait(&mut self, interest: Interest, deadline: Instant) -> Result<(), ConnError> {
-        let started = Instant::now();
-        let res = deadline::wait_ready(&self.sock, interest, deadline);
-        self.waited += started.elapsed();
-        Ok(res?)
-    }
-
     /// The deadline for the client's next read or write in an exchange that has
     /// moved `moved` body bytes: `client_timeout` from now, or sooner when the
     /// client is behind `min_data_rate` (after its grace) for the time we waited on it.
@@ -410,19 +376,6 @@ impl ClientConn {
         let allowed =
             rate.grace + Duration::from_secs_f64(moved as f64 / rate.bytes_per_sec as f64);
         gap.min(now + allowed.saturating_sub(self.waited))
-    }
-
-    /// Queues `data` for the client, flushing to the socket whenever rustls'
-    /// buffer is full; call [`ClientConn::flush`] after the last piece.
-    pub fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), ConnError> {
-        while !data.is_empty() {
-            let n = self.tls.writer().write(data).map_err(ConnError::Io)?;
-            data = &data[n..];
-            if !data.is_empty() {
-                self.flush(deadline)?;
-            }
-        }
-        Ok(())
     }
 
     /// Hands `data` to rustls and sends what the socket takes now, without
@@ -457,21 +410,6 @@ impl ClientConn {
         // connection for this must re-poll it.
         self.repoll = true;
         Ok((taken, false))
-    }
-
-    /// Sends everything rustls has queued, waiting for the socket until the deadline.
-    pub fn flush(&mut self, deadline: Instant) -> Result<(), ConnError> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(Interest::Write, deadline)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConnError::Io(e)),
-            }
-        }
-        Ok(())
     }
 
     /// Ends the connection politely without waiting: close_notify and our FIN,

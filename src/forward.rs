@@ -18,6 +18,7 @@
 //! mid-body makes us drop the client connection without the last chunk or short of
 //! its `Content-Length`, so the client cannot take a cut response for a whole one.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -198,6 +199,9 @@ enum Flow {
     BackendFull,
     /// The backend has sent nothing more yet.
     BackendBlocked,
+    /// While the request body comes: the client has no room for what we send
+    /// it (a `100 Continue`).
+    ClientFull,
 }
 
 impl Exchange {
@@ -331,7 +335,8 @@ impl Exchange {
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
                             Waiting::Backend(Interest::Write)
                         }
-                        Ok(_) => Waiting::Client(Interest::Read),
+                        Ok(Flow::Blocked) => Waiting::Client(Interest::Read),
+                        Ok(_) => Waiting::Client(Interest::Write),
                         Err(SendError::Client(reason)) => {
                             return Progress::Failed(abort(reason, None, 0))
                         }
@@ -385,7 +390,7 @@ impl Exchange {
                         st,
                         &self.app,
                     ) {
-                        Ok(Flow::Blocked) => Waiting::Client(Interest::Write),
+                        Ok(Flow::Blocked | Flow::ClientFull) => Waiting::Client(Interest::Write),
                         Ok(Flow::BackendFull) => Waiting::Backend(Interest::Write),
                         Ok(Flow::BackendBlocked) => {
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
@@ -533,25 +538,24 @@ impl Exchange {
                     !has_body,
                 )
             })?;
-        self.after_head(conn, limits, false).map(Some)
+        self.after_head(conn, false).map(Some)
     }
 
     /// What follows a request head that went out: the body (after a
     /// `100 Continue` to the client if it asked), or the wait for the answer.
-    fn after_head(
-        &self,
-        conn: &mut ClientConn,
-        limits: &Limits,
-        reused: bool,
-    ) -> Result<Stage, Failure> {
+    fn after_head(&self, conn: &mut ClientConn, reused: bool) -> Result<Stage, Failure> {
         if !self.has_body() {
             return Ok(Stage::AwaitHead { retryable: reused });
         }
         let req = &self.req;
         if req.expect_continue && req.version == Version::Http11 {
-            let deadline = Instant::now() + limits.client_timeout;
-            conn.write_all(CONTINUE, deadline)
-                .and_then(|_| conn.flush(deadline))
+            // Queued in rustls and sent as far as the socket takes it; the
+            // upload sends the rest first (parked until the client has room).
+            conn.tls
+                .writer()
+                .write_all(CONTINUE)
+                .map_err(ConnError::Io)
+                .and_then(|_| conn.flush_nonblocking())
                 .map_err(|e| abort(format!("client: {e}"), None, 0))?;
         }
         let body = match req.body {
@@ -582,7 +586,7 @@ impl Exchange {
         st.rbuf.clear();
         let (be, sent) = self.start_request(conn, limits, st, true)?;
         let (stage, deadline) = if sent {
-            let stage = self.after_head(conn, limits, be.reused)?;
+            let stage = self.after_head(conn, be.reused)?;
             (stage, limits.backend_timeout)
         } else {
             (Stage::Connect, limits.backend_connect_timeout)
@@ -655,6 +659,10 @@ fn upload(
     let backend_err = |e: std::io::Error| {
         SendError::Backend(format!("failed while receiving the request body: {e}"))
     };
+    // A `100 Continue` the client had no room for goes out first.
+    if conn.tls.wants_write() && !conn.flush_nonblocking().map_err(client_err)? {
+        return Ok(Flow::ClientFull);
+    }
     // Bounded: every round moves client bytes toward the backend, or returns.
     loop {
         // What the backend had no room for goes first; while it still has none,
