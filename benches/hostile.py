@@ -4,8 +4,8 @@
 benches/hostile installs slowhttptest, builds nexushub and raises the open-file
 limit; this file does the rest with the standard library only:
 
-  run    start nexushub with a small worker pool (`workers = 4`, every other
-         [proxy] key at its default) in front of a `nexushub whoami` app that it
+  run    start nexushub with every [proxy] key at its default (so one worker
+         per core, unless --workers) in front of a `nexushub whoami` app that it
          runs itself, on 127.0.0.1; measure a normal client alone (baseline), then
          during a flood of idle TLS connections from 127.0.0.1, then during
          slowhttptest's slowloris (-H), slow body (-B) and slow read (-X) attacks;
@@ -629,7 +629,9 @@ def write_report(ctx, out_path):
              f"load average at start {ctx['loadavg']} (other work may share the machine: figures are indicative)")
     L.append(f"- command: `{a.cmdline}`" + (" (quick mode)" if a.quick else ""))
     L.append(f"- nexushub: {ctx['rev']}; {ctx['slowhttptest']}")
-    L.append(f"- nexushub: `workers = {a.workers}`, `access_log` to a file, every other `[proxy]` key at its "
+    workers = (f"`workers = {a.workers}`" if a.workers
+               else f"`workers` at its default ({default_workers()}: one per core)")
+    L.append(f"- nexushub: {workers}, `access_log` to a file, every other `[proxy]` key at its "
              "default (`handshake_timeout = 10`, `head_timeout = 10`, `client_timeout = 60`, `min_data_rate = 1024`, "
              "`min_data_rate_grace = 10`, `max_connections = 10000`, `max_connections_per_ip = 1000`); one app, "
              f"`nexushub whoami` started by nexushub, hosts `{HOST}` (the normal client) and `{TARGET_IP}` (so "
@@ -741,13 +743,18 @@ def write_report(ctx, out_path):
 # ---------------------------------------------------------------- run
 
 
+def default_workers():
+    """nexushub's default `workers`: one per core, 2 to 64 (config.rs)."""
+    return min(max(os.cpu_count() or 1, 2), 64)
+
+
 def nexushub_conf(port, cert, key, workers, access):
-    return f"""# benches/hostile: a small worker pool in front of one whoami app.
+    return f"""# benches/hostile: nexushub (default worker pool) in front of one whoami app.
 [proxy]
 listen = {TARGET_IP}:{port}
 cert = {cert}
 key = {key}
-workers = {workers}
+{f"workers = {workers}" if workers else "# workers: the default, one per core"}
 access_log = {access}
 log_level = info
 
@@ -824,7 +831,7 @@ def cmd_run(a):
             time.sleep(0.1)
         if why is not None:
             raise BenchError(f"nexushub does not answer GET /hello from {OTHER_IP}: {why}")
-        log(f"nexushub on {TARGET_IP}:{port}, {a.workers} workers, pid {nh.pid}")
+        log(f"nexushub on {TARGET_IP}:{port}, {a.workers or default_workers()} workers, pid {nh.pid}")
         time.sleep(1.0)
 
         def phase(title, body, key=None):
@@ -959,7 +966,7 @@ def main():
     r.add_argument("--cmdline", default="benches/hostile")
     r.add_argument("--quick", action="store_true")
     r.add_argument("--custom-bin", action="store_true")
-    r.add_argument("--workers", type=int, default=4)
+    r.add_argument("--workers", type=int, default=None)
     r.add_argument("--conns", type=int, default=300)
     r.add_argument("--rate", type=int, default=50)
     r.add_argument("--duration", type=int, default=30)
@@ -991,7 +998,7 @@ def main():
     known = {k for k, *_ in ATTACKS} | {"flood"}
     if any(x not in known for x in a.only):
         ap.error(f"--only takes a comma-separated list of {', '.join(sorted(known))}")
-    if not (1 <= a.duration <= 300 and 1 <= a.conns <= 5000 and 1 <= a.rate <= 1000 and 1 <= a.workers <= 4096
+    if not (1 <= a.duration <= 300 and 1 <= a.conns <= 5000 and 1 <= a.rate <= 1000 and (a.workers is None or 1 <= a.workers <= 4096)
             and 1 <= a.flood <= 20000 and 0.01 <= a.interval <= 1 and 1 <= a.flood_hold <= 40):
         ap.error("duration 1..300 s, conns 1..5000, rate 1..1000, workers 1..4096, flood 1..20000, "
                  "interval 0.01..1 s, flood hold 1..40 s")
