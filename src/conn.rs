@@ -1,12 +1,13 @@
 //! A client connection: the TCP socket, its rustls state and the plaintext read
-//! from it but not yet used, plus the non-blocking and deadline-bounded I/O that
-//! the acceptor and the workers drive it with.
+//! from it but not yet used, plus the non-blocking I/O that the acceptor and the
+//! workers drive it with (no call here waits on the client: whoever would wait
+//! parks the connection).
 //!
 //! Life cycle (see also `src/LIFECYCLE.md`): accepted -> parked while the TLS
 //! handshake is under way -> handed to a worker when readable -> head read without
-//! blocking (parked again if incomplete) -> exchange on deadline-bounded I/O ->
-//! parked idle (or served again at once if a pipelined request is buffered) ->
-//! closed. The socket is non-blocking throughout; one thread at a time owns the
+//! blocking (parked again if incomplete) -> exchange (parked whenever the client
+//! or the backend is not ready) -> parked idle (or served again at once if a
+//! pipelined request is buffered) -> closed (parked while the close lingers). The socket is non-blocking throughout; one thread at a time owns the
 //! whole value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.
 

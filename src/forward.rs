@@ -306,7 +306,7 @@ impl Exchange {
         for _ in 0..6 {
             let waiting = match &mut live.stage {
                 Stage::Connect if just_sent => Waiting::Backend(Interest::Write),
-                Stage::Connect => match self.connected(conn, &mut live, limits, st) {
+                Stage::Connect => match self.connected(conn, &mut live, st) {
                     Ok(Some(stage)) => {
                         live.stage = stage;
                         live.backend_deadline = Instant::now() + limits.backend_timeout;
@@ -366,7 +366,7 @@ impl Exchange {
                                 self.addr
                             );
                             st.rbuf.clear();
-                            match self.start_request(conn, limits, st, false) {
+                            match self.start_request(conn, st, false) {
                                 Ok((be, _)) => {
                                     live.backend = be;
                                     live.stage = Stage::Connect;
@@ -464,46 +464,44 @@ impl Exchange {
     fn start_request(
         &self,
         conn: &ClientConn,
-        limits: &Limits,
         st: &mut WorkerState,
         pooled: bool,
-    ) -> Result<(BackendConn, bool), Failure> {
+    ) -> Result<(BackendConn, Option<Vec<u8>>), Failure> {
         let has_body = self.has_body();
         if let Some(mut be) = pooled.then(|| st.pool.take(self.addr, !has_body)).flatten() {
-            match self.write_head(conn, &mut be, limits, st) {
-                Ok(()) => return Ok((be, true)),
+            match self.write_head(conn, &mut be, st) {
+                Ok(rest) => return Ok((be, Some(rest))),
                 Err(e) => log::debug!(
                     "{}: pooled connection failed on write ({e}); connecting afresh",
                     self.addr
                 ),
             }
         }
-        let be = upstream::connect_start(self.addr, limits.backend_timeout).map_err(|source| {
-            Failure::Answer {
-                error: ProxyError::Connect {
-                    app: self.app.clone(),
-                    addr: self.addr,
-                    source,
-                },
-                body_read: !has_body,
-            }
+        let be = upstream::connect_start(self.addr).map_err(|source| Failure::Answer {
+            error: ProxyError::Connect {
+                app: self.app.clone(),
+                addr: self.addr,
+                source,
+            },
+            body_read: !has_body,
         })?;
-        Ok((be, false))
+        Ok((be, None))
     }
 
-    /// Writes the request head to a connected backend.
+    /// Sends the request head to a connected backend as far as its socket
+    /// takes it now; returns what it had no room for (which goes before any
+    /// body byte, the exchange parked on the socket until it does).
     fn write_head(
         &self,
         conn: &ClientConn,
         be: &mut BackendConn,
-        limits: &Limits,
         st: &mut WorkerState,
-    ) -> Result<(), crate::deadline::Wait> {
+    ) -> std::io::Result<Vec<u8>> {
         st.out.clear();
         http1::write_backend_request(&mut st.out, &self.req, conn.peer.ip());
-        let sent = be.write_all(&st.out, Instant::now() + limits.backend_timeout);
+        let rest = be.write_nonblocking(&st.out).map(|n| st.out[n..].to_vec());
         st.out.clear();
-        sent
+        rest
     }
 
     /// Finishes a connect that the exchange was parked on: `Ok(None)` while it
@@ -512,7 +510,6 @@ impl Exchange {
         &self,
         conn: &mut ClientConn,
         live: &mut Live,
-        limits: &Limits,
         st: &mut WorkerState,
     ) -> Result<Option<Stage>, Failure> {
         let has_body = self.has_body();
@@ -530,21 +527,35 @@ impl Exchange {
                 })
             }
         }
-        self.write_head(conn, &mut live.backend, limits, st)
-            .map_err(|e| {
-                backend_io(
-                    &self.app,
-                    format!("failed while receiving the request: {e}"),
-                    !has_body,
-                )
-            })?;
-        self.after_head(conn, false).map(Some)
+        let rest = self.write_head(conn, &mut live.backend, st).map_err(|e| {
+            backend_io(
+                &self.app,
+                format!("failed while receiving the request: {e}"),
+                !has_body,
+            )
+        })?;
+        let stage = self.after_head(conn, false, !rest.is_empty())?;
+        live.to_backend = rest;
+        Ok(Some(stage))
     }
 
-    /// What follows a request head that went out: the body (after a
-    /// `100 Continue` to the client if it asked), or the wait for the answer.
-    fn after_head(&self, conn: &mut ClientConn, reused: bool) -> Result<Stage, Failure> {
+    /// What follows a request head that went out (`head_left`: part of it is
+    /// still to go): the body (after a `100 Continue` to the client if it
+    /// asked), or the wait for the answer.
+    fn after_head(
+        &self,
+        conn: &mut ClientConn,
+        reused: bool,
+        head_left: bool,
+    ) -> Result<Stage, Failure> {
         if !self.has_body() {
+            if head_left {
+                // An upload of no body bytes: it sends what is left of the head.
+                return Ok(Stage::Upload {
+                    body: Upload::Length { left: 0 },
+                    moved: 0,
+                });
+            }
             return Ok(Stage::AwaitHead { retryable: reused });
         }
         let req = &self.req;
@@ -584,18 +595,19 @@ impl Exchange {
             })?;
         }
         st.rbuf.clear();
-        let (be, sent) = self.start_request(conn, limits, st, true)?;
-        let (stage, deadline) = if sent {
-            let stage = self.after_head(conn, be.reused)?;
-            (stage, limits.backend_timeout)
-        } else {
-            (Stage::Connect, limits.backend_connect_timeout)
+        let (be, head_rest) = self.start_request(conn, st, true)?;
+        let (stage, deadline, to_backend) = match head_rest {
+            Some(rest) => {
+                let stage = self.after_head(conn, be.reused, !rest.is_empty())?;
+                (stage, limits.backend_timeout, rest)
+            }
+            None => (Stage::Connect, limits.backend_connect_timeout, Vec::new()),
         };
         Ok(Live {
             backend: be,
             stage,
             pending: Vec::new(),
-            to_backend: Vec::new(),
+            to_backend,
             backlog: Vec::new(),
             backend_deadline: Instant::now() + deadline,
         })

@@ -21,8 +21,8 @@
 //! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
 //!   shared epoll set where connections wait and idle workers wait for them;
 //!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
-//!   connections and their shared pool; [`deadline`]: deadline-bounded socket I/O;
-//!   [`readbuf`]: the workers' backend read buffer.
+//!   connections and their shared pool; [`readbuf`]: the workers' backend read
+//!   buffer.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
@@ -37,7 +37,6 @@ pub mod acceptor;
 pub mod access_log;
 pub mod config;
 pub mod conn;
-pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod host;

@@ -5,11 +5,6 @@
 //! bytes and tracks the unconsumed window `start..end` instead.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
-use std::time::Instant;
-
-use crate::deadline::{self, Wait};
-use crate::sys::Interest;
 
 /// A read buffer with a fixed capacity.
 #[derive(Debug)]
@@ -88,29 +83,13 @@ impl ReadBuf {
         self.end += n;
         Ok(n)
     }
-
-    /// Reads at least one byte from `sock` before the deadline, after the
-    /// unconsumed ones; `Ok(0)` is EOF (or a full buffer, which callers rule out
-    /// with [`ReadBuf::is_full`] first).
-    pub fn read_from(&mut self, sock: &mut TcpStream, deadline: Instant) -> Result<usize, Wait> {
-        loop {
-            match self.read_once(sock) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    deadline::wait_ready(sock, Interest::Read, deadline)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Wait::Io(e)),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
     #[test]
@@ -119,19 +98,24 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let mut client = TcpStream::connect(addr).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut buf = ReadBuf::new(8);
-        let deadline = Instant::now() + Duration::from_secs(5);
         client.write_all(b"abcdefgh").expect("write");
         let mut got = 0;
-        while got < 8 {
-            got += buf.read_from(&mut server, deadline).expect("read");
+        // Bounded: each read brings at least one byte or fails the test.
+        for _ in 0..8 {
+            if got == 8 {
+                break;
+            }
+            got += buf.read_once(&mut server).expect("read");
         }
         assert!(buf.is_full());
         buf.consume(6);
         assert_eq!(buf.data(), b"gh");
         client.write_all(b"ij").expect("write");
-        assert_eq!(buf.read_from(&mut server, deadline).expect("read"), 2);
+        assert_eq!(buf.read_once(&mut server).expect("read"), 2);
         assert_eq!(buf.data(), b"ghij");
         buf.consume(4);
         assert!(buf.is_empty());

@@ -1,16 +1,13 @@
 //! Backend connections: connecting without waiting, and the pool of idle
 //! keep-alive connections.
 //!
-//! No backend makes a worker wait (see `forward.rs`): reads use `MSG_DONTWAIT`
-//! and, when the backend has not answered yet, the exchange is parked on the
-//! socket in the park set; request body bytes are written with `MSG_DONTWAIT`
-//! and what the socket does not take waits with the exchange, parked until the
-//! socket is writable; a new connection is started non-blocking and the
-//! exchange parks on it until it is up (under `backend_connect_timeout`). Only
-//! the request head is written with a blocking `write` under `SO_SNDTIMEO`
-//! (`backend_timeout`, lowered to what is left of a phase's deadline only when
-//! less is left): it goes first on a connection with nothing in flight and is
-//! smaller than the socket's buffer but for a head near `max_head_bytes`.
+//! No backend makes a worker wait (see `forward.rs`): the socket is
+//! non-blocking for its whole life; when the backend has not answered yet, the
+//! exchange is parked on the socket in the park set; the request head and body
+//! bytes are sent as far as the socket takes them and the rest waits with the
+//! exchange, parked until the socket is writable; a new connection is started
+//! non-blocking and the exchange parks on it until it is up (under
+//! `backend_connect_timeout`).
 //!
 //! The pool is shared by the workers (see [`Pool`] for why), behind a lock held
 //! only to pop or push. An idle connection is checked before reuse: one
@@ -20,14 +17,13 @@
 //! side.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::deadline::Wait;
 use crate::park::Registration;
 use crate::readbuf::ReadBuf;
 use crate::sys;
@@ -38,9 +34,6 @@ use crate::sys;
 /// connection anyway if the pooled one turns out closed (see `forward.rs`).
 pub const FRESH_IDLE: Duration = Duration::from_secs(1);
 
-/// A socket timeout this close to the time left is close enough to keep.
-const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
-
 /// Idle connections kept per backend address (nginx's `keepalive` is 256 per
 /// worker process).
 pub const MAX_IDLE_PER_BACKEND: usize = 1024;
@@ -48,10 +41,8 @@ pub const MAX_IDLE_PER_BACKEND: usize = 1024;
 /// A connection to a backend, fresh or taken from the pool.
 #[derive(Debug)]
 pub struct BackendConn {
-    /// The socket: blocking with a write timeout; most I/O uses `MSG_DONTWAIT`.
+    /// The socket, non-blocking for its whole life.
     pub sock: TcpStream,
-    /// The write timeout in force.
-    armed: Duration,
     /// The backend's address.
     pub addr: SocketAddr,
     /// The socket's place in the park set, once an exchange parked on it; kept
@@ -68,12 +59,10 @@ pub struct BackendConn {
 
 /// Starts a new connection without waiting for it: the exchange parks on the
 /// socket until it is writable, then calls [`BackendConn::finish_connect`].
-/// `io_timeout` becomes the write timeout once connected.
-pub fn connect_start(addr: SocketAddr, io_timeout: Duration) -> io::Result<BackendConn> {
+pub fn connect_start(addr: SocketAddr) -> io::Result<BackendConn> {
     let sock = sys::connect_nonblocking(&addr)?;
     Ok(BackendConn {
         sock,
-        armed: io_timeout.max(Duration::from_millis(1)),
         addr,
         registration: None,
         hangup: false,
@@ -83,7 +72,7 @@ pub fn connect_start(addr: SocketAddr, io_timeout: Duration) -> io::Result<Backe
 
 impl BackendConn {
     /// After a writable event on a connecting socket: `Ok(true)` once connected
-    /// (the socket is then blocking, `TCP_NODELAY`, with its write timeout),
+    /// (the socket is then `TCP_NODELAY`),
     /// `Ok(false)` if it is still connecting, the connect's error otherwise.
     pub fn finish_connect(&mut self) -> io::Result<bool> {
         let fd = self.sock.as_raw_fd();
@@ -99,22 +88,7 @@ impl BackendConn {
             return Err(e);
         }
         self.sock.set_nodelay(true)?;
-        self.sock.set_nonblocking(false)?;
-        self.sock.set_write_timeout(Some(self.armed))?;
         Ok(true)
-    }
-
-    /// Makes the write timeout no longer than what is left before `deadline`.
-    fn arm(&mut self, deadline: Instant) -> Result<(), Wait> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Wait::TimedOut);
-        }
-        if left + TIMEOUT_SLACK < self.armed {
-            self.sock.set_write_timeout(Some(left)).map_err(Wait::Io)?;
-            self.armed = left;
-        }
-        Ok(())
     }
 
     /// Writes what the socket takes of `data` now (0 when it is full).
@@ -128,21 +102,6 @@ impl BackendConn {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Writes all of `data` before the deadline.
-    pub fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), Wait> {
-        while !data.is_empty() {
-            self.arm(deadline)?;
-            match self.sock.write(data) {
-                Ok(0) => return Err(Wait::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => data = &data[n..],
-                Err(e) if is_timeout(&e) => return Err(Wait::TimedOut),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Wait::Io(e)),
-            }
-        }
-        Ok(())
     }
 
     /// One read into `buf` (after its unconsumed bytes) that never blocks:
@@ -159,14 +118,6 @@ impl std::io::Read for DontWait<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         sys::recv_nonblocking(self.0.as_raw_fd(), buf)
     }
-}
-
-/// A socket timeout shows up as EAGAIN (`WouldBlock`) or `TimedOut`.
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// The idle backend connections, newest last per address, shared by every
@@ -273,7 +224,7 @@ mod tests {
 
     /// Connects without blocking, waits for the writable socket, finishes.
     fn connect_and_finish(addr: SocketAddr) -> io::Result<BackendConn> {
-        let mut be = connect_start(addr, Duration::from_secs(5))?;
+        let mut be = connect_start(addr)?;
         // Bounded: a loopback connect ends within a few polls.
         for _ in 0..100 {
             sys::poll_one(
@@ -292,8 +243,11 @@ mod tests {
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let mut be = connect_and_finish(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
         let (mut peer, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
-        be.write_all(b"ping", Instant::now() + Duration::from_secs(5))
+        // An empty new socket takes four bytes at once.
+        let n = be
+            .write_nonblocking(b"ping")
             .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n, 4);
         let mut got = [0u8; 4];
         peer.set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap_or_else(|e| panic!("{e}"));
