@@ -129,7 +129,8 @@ struct Live {
     stage: Stage,
     /// Plaintext for the client that rustls had no room for when the socket blocked.
     pending: Vec<u8>,
-    /// Request body bytes (framed) the backend's socket had no room for yet.
+    /// Bytes for the backend its socket had no room for yet: the rest of the
+    /// request head, or framed request body bytes.
     to_backend: Vec<u8>,
     /// Backend bytes read but not used yet, while parked.
     backlog: Vec<u8>,
@@ -142,7 +143,9 @@ struct Live {
 enum Stage {
     /// A new backend connection is being set up; the request head follows.
     Connect,
-    /// The request body is on its way to the backend; `moved` bytes so far.
+    /// The request body is on its way to the backend (after the rest of the
+    /// head, if its socket had no room for all of it; a request without a body
+    /// passes here only then, as an upload of no bytes); `moved` bytes so far.
     Upload { body: Upload, moved: u64 },
     /// The request is sent; the response head is awaited. `retryable`: the
     /// connection came from the pool and nothing of the request is lost if it
