@@ -7,8 +7,9 @@
 //! handshake is under way -> handed to a worker when readable -> head read without
 //! blocking (parked again if incomplete) -> exchange (parked whenever the client
 //! or the backend is not ready) -> parked idle (or served again at once if a
-//! pipelined request is buffered) -> closed (parked while the close lingers). The socket is non-blocking throughout; one thread at a time owns the
-//! whole value (a rustls connection cannot be split), and moving it between the
+//! pipelined request is buffered) -> closed (parked while the close lingers).
+//! The socket is non-blocking throughout; one thread at a time owns the whole
+//! value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.
 
 use std::collections::HashMap;
@@ -420,6 +421,14 @@ impl ClientConn {
         self.tls.send_close_notify();
         let _ = self.flush_nonblocking();
         let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
+    /// Queues all of `data` (a small message of our own) in rustls and sends
+    /// what the socket takes now: true once all of it is out; the rest waits
+    /// in rustls for [`ClientConn::flush_nonblocking`].
+    pub fn queue(&mut self, data: &[u8]) -> Result<bool, ConnError> {
+        self.tls.writer().write_all(data).map_err(ConnError::Io)?;
+        self.flush_nonblocking()
     }
 
     /// Sends what rustls has queued as far as the socket takes it now: true

@@ -18,7 +18,6 @@
 //! mid-body makes us drop the client connection without the last chunk or short of
 //! its `Content-Length`, so the client cannot take a cut response for a whole one.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -565,11 +564,7 @@ impl Exchange {
         if req.expect_continue && req.version == Version::Http11 {
             // Queued in rustls and sent as far as the socket takes it; the
             // upload sends the rest first (parked until the client has room).
-            conn.tls
-                .writer()
-                .write_all(CONTINUE)
-                .map_err(ConnError::Io)
-                .and_then(|_| conn.flush_nonblocking())
+            conn.queue(CONTINUE)
                 .map_err(|e| abort(format!("client: {e}"), None, 0))?;
         }
         let body = match req.body {

@@ -9,7 +9,6 @@
 //! panic while serving one connection is caught here; the connection is dropped
 //! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,8 +19,7 @@ use std::time::{Duration, Instant};
 use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
 use crate::conn::{
-    ClientConn, ConnError, Fill, Handshake, MinRate, Phase, LINGER, LINGER_MAX_BYTES,
-    READ_CHUNK_BYTES,
+    ClientConn, Fill, Handshake, MinRate, Phase, LINGER, LINGER_MAX_BYTES, READ_CHUNK_BYTES,
 };
 use crate::error::ProxyError;
 use crate::forward::{Exchange, Failure, Progress, Waiting};
@@ -521,13 +519,7 @@ fn answer(
     let extra: Vec<(&str, &str)> = retry.iter().map(|s| ("Retry-After", s.as_str())).collect();
     let mut out = Vec::with_capacity(256);
     http1::write_local_response(&mut out, a.status, &a.text, &extra, keep_alive, head_only);
-    let written = conn
-        .tls
-        .writer()
-        .write_all(&out)
-        .map_err(ConnError::Io)
-        .and_then(|_| conn.flush_nonblocking());
-    match written {
+    match conn.queue(&out) {
         Ok(flushed) => {
             let bytes = if head_only {
                 0
