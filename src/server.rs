@@ -28,8 +28,9 @@ use crate::tls;
 use crate::upstream::Pool;
 use crate::worker::{self, Limits, Shared};
 
-/// How often the signal loop wakes to flush the access log.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the signal loop wakes when no signal comes, for the certificate
+/// expiry check (the access log has a writer thread of its own).
+const TICK: Duration = Duration::from_secs(60);
 /// How often a certificate close to expiry is warned about again.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
@@ -153,7 +154,7 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
                 reload(&mut running, &overrides, &tls_config, &manager);
                 access.reopen();
             }
-            None => access.flush(),
+            None => {} // the tick: the expiry check above
         }
     }
 
