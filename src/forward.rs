@@ -395,6 +395,9 @@ impl Exchange {
                         Ok(Flow::Blocked | Flow::ClientFull) => Waiting::Client(Interest::Write),
                         Ok(Flow::BackendFull) => Waiting::Backend(Interest::Write),
                         Ok(Flow::BackendBlocked) => {
+                            // The body goes on: its bytes should be acknowledged
+                            // as they come (see `ack_promptly`).
+                            live.backend.ack_promptly();
                             live.backend_deadline = Instant::now() + limits.backend_timeout;
                             Waiting::Backend(Interest::Read)
                         }

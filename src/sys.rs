@@ -311,6 +311,30 @@ pub fn socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
 }
 
+/// Makes the kernel acknowledge what arrives on TCP socket `fd` at once
+/// (`TCP_QUICKACK`), sending an acknowledgement that is due now. Linux holds
+/// acknowledgements back (up to its 40 ms delayed-ACK timer) on a connection it
+/// takes for interactive, as a request-response one is; the kernel turns the
+/// flag off again when the connection looks interactive once more.
+pub fn quickack(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from the valid pointer
+    // to `one`; `fd` is an open socket the caller holds.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Waits until `fd` is readable (`Interest::Read`) or writable, or `timeout`
 /// passes. Returns `Ok(true)` when ready (including hang-up and error, which the
 /// next read or write will report), `Ok(false)` on timeout.
@@ -786,4 +810,58 @@ pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// `TCP_QUICKACK` as the kernel reports it: 0 while it takes the connection
+    /// for interactive and delays acknowledgements, 1 otherwise.
+    fn quickack_mode(fd: RawFd) -> libc::c_int {
+        let mut val: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes (one c_int) through the
+        // valid pointers; `fd` is an open socket of the test's.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&mut val as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
+        val
+    }
+
+    #[test]
+    fn quickack_ends_the_delayed_acks_of_a_request_response_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut proxy = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut app, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 4];
+        // Requests and responses in turn, as on a pooled backend connection:
+        // Linux takes the connection for interactive.
+        for _ in 0..4 {
+            proxy.write_all(b"ping").expect("write");
+            app.read_exact(&mut buf).expect("read");
+            app.write_all(b"pong").expect("write");
+            proxy.read_exact(&mut buf).expect("read");
+        }
+        proxy.write_all(b"ping").expect("write");
+        let fd = proxy.as_raw_fd();
+        assert_eq!(quickack_mode(fd), 0, "not taken for interactive");
+        quickack(fd).expect("quickack");
+        assert_eq!(quickack_mode(fd), 1);
+    }
+
+    #[test]
+    fn quickack_on_something_else_than_a_socket_is_an_error() {
+        let file = std::fs::File::open("/dev/null").expect("open");
+        assert!(quickack(file.as_raw_fd()).is_err());
+    }
 }

@@ -104,6 +104,19 @@ impl BackendConn {
         }
     }
 
+    /// Asks the kernel to acknowledge the backend's bytes as they arrive, for a
+    /// large response still coming. The connection carries requests and
+    /// responses in turn, so Linux takes it for interactive and delays its
+    /// acknowledgements; a sender waiting on them then sends in bursts with
+    /// gaps of milliseconds, and one with BBR misjudges the path as slow and
+    /// paces the rest of the response out slowly (the long tail of 1 MiB
+    /// responses in `benches/compare`). A failure only costs that speed.
+    pub fn ack_promptly(&self) {
+        if let Err(e) = sys::quickack(self.sock.as_raw_fd()) {
+            log::debug!("{}: TCP_QUICKACK: {e}", self.addr);
+        }
+    }
+
     /// One read into `buf` (after its unconsumed bytes) that never blocks:
     /// `WouldBlock` when the backend has sent nothing more yet.
     pub fn read_nonblocking(&mut self, buf: &mut ReadBuf) -> io::Result<usize> {
