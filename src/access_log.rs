@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::AccessLog as Target;
+use crate::http1::{push_decimal, push_ip};
 
 /// Lines waiting in memory that wake the writer before [`FLUSH_INTERVAL`] is up.
 pub const WRITE_BYTES: usize = 64 * 1024;
@@ -100,35 +101,15 @@ fn format_line(out: &mut Vec<u8>, stamp: &str, e: &Entry<'_>) {
     out.push(b'\n');
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20]; // u64::MAX has 20
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
 /// Appends `addr` as `Display` writes it (`1.2.3.4:5`, `[::1]:5`).
 fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(a) => {
-            for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_decimal(out, u64::from(octet));
-            }
+            push_ip(out, (*a.ip()).into());
             out.push(b':');
             push_decimal(out, u64::from(a.port()));
         }
-        // Rare enough on the hot path to leave to `fmt`.
+        // With its scope, if any: left to `fmt`, like any IPv6 address.
         SocketAddr::V6(a) => {
             let _ = write!(out, "{a}");
         }
@@ -440,8 +421,10 @@ mod tests {
 
     #[test]
     fn line_matches_fmt_for_ipv6() {
-        let e = entry("[::1]:443".parse().unwrap(), "/", 404, 0);
-        assert_eq!(formatted(&e), reference(STAMP, &e));
+        for addr in ["[::1]:443", "[fe80::1%2]:8443", "[::ffff:1.2.3.4]:5"] {
+            let e = entry(addr.parse().unwrap(), "/", 404, 0);
+            assert_eq!(formatted(&e), reference(STAMP, &e));
+        }
     }
 
     #[test]

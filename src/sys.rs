@@ -293,22 +293,28 @@ pub fn connect_nonblocking(addr: &SocketAddr) -> io::Result<TcpStream> {
 /// The pending error of a socket (`SO_ERROR`, cleared by reading it): how a
 /// non-blocking connect ended. `None` when there is none.
 pub fn socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
-    let mut err: libc::c_int = 0;
+    let err = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+}
+
+/// An integer socket option of `fd`.
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes (one c_int) through the valid pointers.
     let rc = unsafe {
         libc::getsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
+            level,
+            name,
+            (&mut val as *mut libc::c_int).cast(),
             &mut len,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+    Ok(val)
 }
 
 /// Makes the kernel acknowledge what arrives on TCP socket `fd` at once
@@ -821,21 +827,7 @@ mod tests {
     /// `TCP_QUICKACK` as the kernel reports it: 0 while it takes the connection
     /// for interactive and delays acknowledgements, 1 otherwise.
     fn quickack_mode(fd: RawFd) -> libc::c_int {
-        let mut val: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes (one c_int) through the
-        // valid pointers; `fd` is an open socket of the test's.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&mut val as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
-        val
+        getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK).expect("getsockopt")
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! failure there is a bug in nexushub, not bad input, because every parsed value has
 //! already been checked byte by byte.
 
-use super::{push_decimal, Version};
+use super::{push_decimal, push_ip, Version};
 
 /// Longest `Content-Length` we accept, in digits: 18 digits cannot overflow a u64.
 pub(crate) const MAX_CONTENT_LENGTH_DIGITS: usize = 18;
@@ -199,6 +199,14 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
 pub(crate) fn write_content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"Content-Length: ");
     push_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `X-Forwarded-For: IP\r\n`, an IPv4-mapped IPv6 address as IPv4.
+/// The value is digits, dots, colons and hex letters by construction.
+pub(crate) fn write_forwarded_for(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    push_ip(out, ip.to_canonical());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -479,8 +479,7 @@ pub fn write_backend_request(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr
         }
         headers::write_header(out, name, value);
     }
-    let client_ip = client_ip.to_canonical().to_string();
-    headers::write_header(out, "X-Forwarded-For", &client_ip);
+    headers::write_forwarded_for(out, client_ip);
     headers::write_header(out, "X-Forwarded-Proto", "https");
     headers::write_header(out, "X-Forwarded-Host", &req.host_header);
     match req.body {
