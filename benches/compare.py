@@ -917,7 +917,7 @@ def write_report(ctx, results, memory, tls, resumption, anomalies, outdir):
     L.append("## Setup")
     L.append("")
     workers = min(64, max(2, os.cpu_count() or 2))
-    L.append(f"- nexushub: defaults (`workers` = one per core: {workers} here), `access_log` to a file (buffered, flushed every second), "
+    L.append(f"- nexushub: defaults (`workers` = one per core: {workers} here), `access_log` to a file (written by its own thread), "
              "`idle_timeout = 300`, `max_connections = 20000`, `max_connections_per_ip = 20000`; "
              "one `upstream` app for host `localhost`.")
     L.append(f"- nginx proxy: `worker_processes auto`, `worker_connections {min(20000, nofile() - 200)}`, upstream `keepalive 256`, "
