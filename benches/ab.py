@@ -22,13 +22,13 @@ the end, on an error, or on SIGTERM/SIGINT.
 """
 
 import argparse
+import hashlib
 import os
 import re
 import signal
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as C  # noqa: E402
@@ -76,8 +76,10 @@ def main():
         bd = os.path.join(tmp, "backend")
         os.makedirs(os.path.join(bd, "www"))
         os.makedirs(os.path.join(bd, "tmp"))
+        big = os.urandom(C.BIG_SIZE)
+        big_sha = hashlib.sha256(big).hexdigest()
         with open(os.path.join(bd, "www", "1m"), "wb") as f:
-            f.write(os.urandom(C.BIG_SIZE))
+            f.write(big)
         bport = C.free_port()
         C.write(os.path.join(bd, "nginx.conf"), C.nginx_backend_conf(bd, bport))
         servers["backend"] = C.Server("backend", ["nginx", "-p", bd, "-e", bd + "/error.log", "-c",
@@ -116,19 +118,9 @@ def main():
             servers["haproxy"] = C.Server("haproxy", ["haproxy", "-db", "-f", hd + "/haproxy.cfg"],
                                           hd + "/out.log", pidfile)
             C.wait_port(servers["haproxy"], ports["haproxy"])
-        for t in ports:  # a nexushub routes once its app's health check passed
-            end = time.monotonic() + 20
-            while True:
-                try:
-                    status, _, _ = C.tls_get(ports[t], "/small", C.client_ctx(os.path.join(certs, "ca.pem")))
-                    if status == 200:
-                        break
-                except (OSError, C.BenchError):
-                    pass
-                if time.monotonic() > end:
-                    raise C.BenchError(f"{t}: GET /small never answered 200")
-                time.sleep(0.1)
-
+        ca = os.path.join(certs, "ca.pem")
+        for t in ports:  # answers both paths right (and waits for nexushub's health check)
+            C.sanity(t, ports[t], ca, big_sha)
         _, title, path, conns, close = {s[0]: s for s in C.SCENARIOS}[a.scen]
         targets = list(ports)
         runs = {t: [] for t in targets}

@@ -119,14 +119,14 @@ fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 /// Where written lines go.
 enum Dest {
     Stderr,
-    File { path: PathBuf, file: File },
+    File(File),
 }
 
 impl Dest {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Dest::Stderr => io::stderr().lock().write_all(bytes),
-            Dest::File { file, .. } => file.write_all(bytes),
+            Dest::File(file) => file.write_all(bytes),
         }
     }
 }
@@ -231,6 +231,8 @@ pub struct AccessLog {
     /// `None` when the log is off.
     shared: Option<Arc<Shared>>,
     writer: Option<JoinHandle<()>>,
+    /// A file log's path, for reopening it.
+    path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -252,13 +254,11 @@ impl AccessLog {
                 return Ok(AccessLog {
                     shared: None,
                     writer: None,
+                    path: None,
                 })
             }
             Target::Stderr => Dest::Stderr,
-            Target::File(path) => Dest::File {
-                path: path.clone(),
-                file: open_append(path)?,
-            },
+            Target::File(path) => Dest::File(open_append(path)?),
         };
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -279,6 +279,10 @@ impl AccessLog {
         Ok(AccessLog {
             shared: Some(shared),
             writer: Some(writer),
+            path: match target {
+                Target::File(path) => Some(path.clone()),
+                _ => None,
+            },
         })
     }
 
@@ -329,22 +333,16 @@ impl AccessLog {
     /// Reopens a file log (after logrotate moved it); the lines logged before
     /// go to the old file.
     pub fn reopen(&self) {
-        let Some(shared) = &self.shared else {
+        let (Some(shared), Some(path)) = (&self.shared, &self.path) else {
             return;
         };
-        let path = match &shared.out.lock().dest {
-            Dest::File { path, .. } => path.clone(),
-            Dest::Stderr => return,
-        };
-        match open_append(&path) {
-            Ok(new) => {
+        match open_append(path) {
+            Ok(file) => {
                 let mut out = shared.out.lock();
                 if let Err(e) = shared.write_out_to(&mut out) {
                     log::warn!("access log write failed: {e}");
                 }
-                if let Dest::File { file, .. } = &mut out.dest {
-                    *file = new;
-                }
+                out.dest = Dest::File(file);
                 drop(out);
                 log::info!("access log reopened: {}", path.display());
             }
