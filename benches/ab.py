@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """benches/ab.py: nexushub builds (or settings) against each other, interleaved.
 
-The A/B checks behind the README's "what closed the gaps" figures: one scenario
+The A/B checks behind docs/performance.md's "What closed the p99 gaps" figures: one scenario
 of benches/compare, several targets, the order rotated every round so that a
 machine that speeds up or slows down during the run favours none of them.
 

@@ -119,7 +119,7 @@ pub struct ProxyConfig {
     /// How long an unused pooled backend connection is kept.
     pub backend_idle_timeout: Duration,
     /// Waiting for the client between reads of a request body and between
-    /// writes of a response (a README addition to the SPEC's deadlines).
+    /// writes of a response (a docs/config.md addition to the SPEC's deadlines).
     pub client_timeout: Duration,
     /// On shutdown: for requests in flight, then for children to exit.
     pub shutdown_grace: Duration,
@@ -127,10 +127,10 @@ pub struct ProxyConfig {
     pub max_head_bytes: usize,
     /// Client connections held at once, in every state.
     pub max_connections: usize,
-    /// Client connections held at once from one IP address (a README addition).
+    /// Client connections held at once from one IP address (a docs/config.md addition).
     pub max_connections_per_ip: usize,
     /// Bytes per second a client must move, on average, while nexushub waits on
-    /// it for a request body or a response; 0 turns the check off (a README addition).
+    /// it for a request body or a response; 0 turns the check off (a docs/config.md addition).
     pub min_data_rate: u64,
     /// Waiting allowed on a client before `min_data_rate` applies.
     pub min_data_rate_grace: Duration,
