@@ -809,13 +809,20 @@ fn download(
             }
         }
     };
-    // What the client did not take last time goes first.
+    // What the client did not take last time goes first, and so does any TLS
+    // record rustls still holds for it. When they do not all go out, what is
+    // framed in `st.out` (on the first call, the response head) waits behind
+    // them in `pending`: `st.out` does not outlive this call.
     if !pending.is_empty() || conn.tls.wants_write() {
         let (taken, flushed) = conn
             .send_nonblocking(pending)
             .map_err(|e| client_err(e, dl.sent))?;
         pending.drain(..taken);
         if !flushed || !pending.is_empty() {
+            if !st.out.is_empty() {
+                dl.pushed = true;
+                pending.append(&mut st.out);
+            }
             return Ok(Flow::Blocked);
         }
     }
