@@ -382,7 +382,9 @@ impl Exchange {
                                 Err(f) => return Progress::Failed(f),
                             }
                         }
-                        Err(e) => return Progress::Failed(self.head_failure(e)),
+                        Err(e) => {
+                            return Progress::Failed(self.head_failure(e, live.backend.reused))
+                        }
                     }
                 }
                 Stage::Download(dl) => {
@@ -624,9 +626,16 @@ impl Exchange {
         })
     }
 
-    fn head_failure(&self, e: HeadError) -> Failure {
+    /// The answer for a response head that did not come; `reused`: on a
+    /// pooled connection, where the log says why it was not retried.
+    fn head_failure(&self, e: HeadError, reused: bool) -> Failure {
         let app = self.app.clone();
         match e {
+            HeadError::Closed(detail) if reused => backend_io(
+                &app,
+                format!("{detail} (reused connection, not retried: the app may have acted)"),
+                true,
+            ),
             HeadError::Closed(detail) => backend_io(&app, detail, true),
             HeadError::Invalid(source) => Failure::Answer {
                 error: ProxyError::BackendInvalid { app, source },
