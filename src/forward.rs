@@ -147,8 +147,11 @@ enum Stage {
     /// passes here only then, as an upload of no bytes); `moved` bytes so far.
     Upload { body: Upload, moved: u64 },
     /// The request is sent; the response head is awaited. `retryable`: the
-    /// connection came from the pool and nothing of the request is lost if it
-    /// turns out closed (no body), so a fresh connection may be tried once.
+    /// connection came from the pool, the request is bodiless and idempotent,
+    /// and not a byte of the response has arrived; if the connection turns out
+    /// closed, the app may never have seen the request (it closed an idle
+    /// connection as the request went out), so a fresh connection is tried
+    /// once. Cleared by the first response byte.
     AwaitHead { retryable: bool },
     /// The response is on its way to the client.
     Download(Download),
@@ -355,14 +358,13 @@ impl Exchange {
                 }
                 Stage::AwaitHead { .. } if just_sent => Waiting::Backend(Interest::Read),
                 Stage::AwaitHead { retryable } => {
-                    let retryable = *retryable;
-                    match poll_response_head(&mut live.backend, self.req.is_head(), st) {
+                    match poll_response_head(&mut live.backend, self.req.is_head(), retryable, st) {
                         Ok(Some(resp)) => {
                             live.stage = Stage::Download(self.download(&resp, st, closing));
                             continue;
                         }
                         Ok(None) => Waiting::Backend(Interest::Read),
-                        Err(HeadError::Closed(detail)) if retryable => {
+                        Err(HeadError::Closed(detail)) if *retryable => {
                             log::debug!(
                                 "{}: pooled connection failed ({detail}); retrying fresh",
                                 self.addr
@@ -380,7 +382,9 @@ impl Exchange {
                                 Err(f) => return Progress::Failed(f),
                             }
                         }
-                        Err(e) => return Progress::Failed(self.head_failure(e)),
+                        Err(e) => {
+                            return Progress::Failed(self.head_failure(e, live.backend.reused))
+                        }
                     }
                 }
                 Stage::Download(dl) => {
@@ -407,7 +411,11 @@ impl Exchange {
                                 body_bytes: dl.sent,
                                 keep_alive: dl.keep_alive,
                             };
-                            if dl.backend_reusable && dl.clean {
+                            // Backend bytes past the response, read with its
+                            // last ones, belong to no request: such a
+                            // connection is never pooled (the pool's peek
+                            // catches only what is still in the socket).
+                            if dl.backend_reusable && dl.clean && st.rbuf.is_empty() {
                                 st.pool.put(live.backend);
                             }
                             return Progress::Done(done);
@@ -473,7 +481,9 @@ impl Exchange {
         pooled: bool,
     ) -> Result<(BackendConn, Option<Vec<u8>>), Failure> {
         let has_body = self.has_body();
-        if let Some(mut be) = pooled.then(|| st.pool.take(self.addr, !has_body)).flatten() {
+        if let Some(mut be) = pooled.then(|| st.pool.take(self.addr)).flatten() {
+            // A failed send queued nothing: the app never saw this request, so
+            // a fresh connection is safe whatever the method.
             match self.write_head(conn, &mut be, st) {
                 Ok(rest) => return Ok((be, Some(rest))),
                 Err(e) => log::debug!(
@@ -561,7 +571,9 @@ impl Exchange {
                     moved: 0,
                 });
             }
-            return Ok(Stage::AwaitHead { retryable: reused });
+            return Ok(Stage::AwaitHead {
+                retryable: reused && idempotent(&self.req.method),
+            });
         }
         let req = &self.req;
         if req.expect_continue && req.version == Version::Http11 {
@@ -614,9 +626,16 @@ impl Exchange {
         })
     }
 
-    fn head_failure(&self, e: HeadError) -> Failure {
+    /// The answer for a response head that did not come; `reused`: on a
+    /// pooled connection, where the log says why it was not retried.
+    fn head_failure(&self, e: HeadError, reused: bool) -> Failure {
         let app = self.app.clone();
         match e {
+            HeadError::Closed(detail) if reused => backend_io(
+                &app,
+                format!("{detail} (reused connection, not retried: the app may have acted)"),
+                true,
+            ),
             HeadError::Closed(detail) => backend_io(&app, detail, true),
             HeadError::Invalid(source) => Failure::Answer {
                 error: ProxyError::BackendInvalid { app, source },
@@ -799,13 +818,20 @@ fn download(
             }
         }
     };
-    // What the client did not take last time goes first.
+    // What the client did not take last time goes first, and so does any TLS
+    // record rustls still holds for it. When they do not all go out, what is
+    // framed in `st.out` (on the first call, the response head) waits behind
+    // them in `pending`: `st.out` does not outlive this call.
     if !pending.is_empty() || conn.tls.wants_write() {
         let (taken, flushed) = conn
             .send_nonblocking(pending)
             .map_err(|e| client_err(e, dl.sent))?;
         pending.drain(..taken);
         if !flushed || !pending.is_empty() {
+            if !st.out.is_empty() {
+                dl.pushed = true;
+                pending.append(&mut st.out);
+            }
             return Ok(Flow::Blocked);
         }
     }
@@ -931,6 +957,16 @@ fn download(
     }
 }
 
+/// Whether a request may be sent twice with the effect of once (RFC 9110
+/// §9.2.2): the only ones retried on a fresh connection. `POST`, `PATCH` and
+/// methods we do not know never are: the app may have acted on the first.
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 fn backend_io(app: &Arc<str>, detail: String, body_read: bool) -> Failure {
     Failure::Answer {
         error: ProxyError::BackendIo {
@@ -964,10 +1000,12 @@ enum HeadError {
 /// Reads what the backend has sent of the final response head into `st.rbuf`
 /// (after what is there from before), without blocking, skipping 1xx interim
 /// responses. `Ok(None)`: not all of it yet. On success the head is
-/// `st.rbuf.data()[..head_len]`.
+/// `st.rbuf.data()[..head_len]`. `retryable` is cleared by any byte read: the
+/// app has seen the request then.
 fn poll_response_head(
     be: &mut BackendConn,
     request_was_head: bool,
+    retryable: &mut bool,
     st: &mut WorkerState,
 ) -> Result<Option<http1::Response>, HeadError> {
     // Bounded: each round consumes an interim head or reads bytes, or returns.
@@ -997,7 +1035,7 @@ fn poll_response_head(
                     "closed the connection in the middle of the response head".to_string()
                 }));
             }
-            Ok(_) => {}
+            Ok(_) => *retryable = false,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(HeadError::Closed(format!("failed before answering: {e}"))),
@@ -1048,6 +1086,31 @@ fn read_more(be: &mut BackendConn, st: &mut WorkerState) -> std::io::Result<More
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(More::NotYet),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idempotent;
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        for (method, retried) in [
+            ("GET", true),
+            ("HEAD", true),
+            ("OPTIONS", true),
+            ("TRACE", true),
+            ("PUT", true),
+            ("DELETE", true),
+            ("POST", false),
+            ("PATCH", false),
+            ("CONNECT", false),
+            ("PROPFIND", false),
+            // Methods are case-sensitive: this is not GET.
+            ("get", false),
+        ] {
+            assert_eq!(idempotent(method), retried, "{method}");
         }
     }
 }

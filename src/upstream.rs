@@ -10,11 +10,12 @@
 //! `backend_connect_timeout`).
 //!
 //! The pool is shared by the workers (see [`Pool`] for why), behind a lock held
-//! only to pop or push. An idle connection is checked before reuse: one
-//! non-blocking `peek` tells whether the backend closed it (EOF) or sent
-//! something unasked (discard), and one older than `backend_idle_timeout` is
-//! closed rather than reused, since the app may be about to close it from its
-//! side.
+//! only to pop or push. Every idle connection is checked before reuse, however
+//! briefly it sat idle: one non-blocking `peek` tells whether the backend closed
+//! it (EOF) or sent something unasked (bytes meant for nobody, which the next
+//! request would take for its response); either way it is closed, never reused.
+//! One older than `backend_idle_timeout` is closed rather than reused too, since
+//! the app may be about to close it from its side.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -27,12 +28,6 @@ use parking_lot::Mutex;
 use crate::park::Registration;
 use crate::readbuf::ReadBuf;
 use crate::sys;
-
-/// A connection idle for less than this is reused for a request without a body
-/// without the `peek`: a backend that closed it that soon would be one with an
-/// idle timeout under a second, and such a request is retried on a fresh
-/// connection anyway if the pooled one turns out closed (see `forward.rs`).
-pub const FRESH_IDLE: Duration = Duration::from_secs(1);
 
 /// Idle connections kept per backend address (nginx's `keepalive` is 256 per
 /// worker process).
@@ -154,22 +149,20 @@ impl Pool {
         }
     }
 
-    /// The newest live idle connection to `addr`, if any. `replayable`: the
-    /// request can be sent again on a fresh connection if this one fails before
-    /// any response byte, so a connection idle for less than [`FRESH_IDLE`] is
-    /// not probed first.
-    pub fn take(&self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
+    /// The newest live idle connection to `addr`, if any: one the backend has
+    /// neither closed nor sent anything on since its last response. No
+    /// shortcut for a connection idle only a moment: stray bytes (a body after
+    /// a `HEAD` answer, more than a `Content-Length`) come just as soon, and
+    /// would be read as the next client's response.
+    pub fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
         // Bounded: every round pops a connection (at most the cap of them).
         loop {
             let (mut conn, since) = self.idle.lock().get_mut(&addr)?.pop_back()?;
-            let idle = since.elapsed();
-            if idle >= self.idle_timeout {
+            if since.elapsed() >= self.idle_timeout {
                 continue;
             }
-            if replayable && idle < FRESH_IDLE {
-                conn.reused = true;
-                return Some(conn);
-            }
+            // One system call, whatever the edge-triggered park set said while
+            // the connection sat here: the socket itself is the truth.
             match sys::peek_nonblocking(conn.sock.as_raw_fd()) {
                 // Nothing to read: still open and quiet. This is the good case.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -182,9 +175,11 @@ impl Pool {
         }
     }
 
-    /// Keeps a connection whose last exchange ended cleanly (the oldest one
-    /// goes when the address has [`MAX_IDLE_PER_BACKEND`] already; one whose
-    /// backend hung up is closed instead).
+    /// Keeps a connection whose last exchange ended cleanly, with nothing of
+    /// the backend's left unread in the exchange's buffer (the caller's
+    /// promise; the oldest one goes when the address has
+    /// [`MAX_IDLE_PER_BACKEND`] already; one whose backend hung up is closed
+    /// instead).
     pub fn put(&self, conn: BackendConn) {
         if conn.hangup {
             return;

@@ -16,6 +16,7 @@ mod proxy_bodies;
 mod proxy_conns;
 mod proxy_forwarding;
 mod proxy_limits;
+mod proxy_never_wrong;
 mod proxy_slow;
 mod proxy_smuggling;
 mod proxy_status;
