@@ -8,7 +8,10 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{pattern_fnv, Backend, Conf, Nexus, PatternCheck, TlsClient, HELLO, MIB};
+use crate::support::backend::response;
+use crate::support::{
+    pattern_fnv, Backend, Conf, Nexus, PatternCheck, Reply, TlsClient, HELLO, MIB,
+};
 
 /// How soon a new client must be served while slow ones hold exchanges open.
 const SERVED_WITHIN: Duration = Duration::from_secs(5);
@@ -415,7 +418,18 @@ fn slow_uploads_do_not_hold_the_workers() {
 
 #[test]
 fn slow_readers_do_not_hold_the_workers() {
-    let backend = Backend::pattern(BIG);
+    // Only `/big` is big: the fresh client's answer is small, so the bound on
+    // it times whether a worker was free, not a 64 MiB transfer.
+    let backend = Backend::http(|seen| {
+        if seen.path.starts_with("/big") {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {BIG}\r\n\r\n"
+            );
+            Reply::keep(head).with_pattern(BIG)
+        } else {
+            Reply::keep(response(200, &[], b"small"))
+        }
+    });
     let nexus = Nexus::start(
         &Conf::new()
             .set("workers", "2")
