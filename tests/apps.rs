@@ -794,6 +794,147 @@ fn sigkill_of_nexushub_leaves_no_child_within_2_s() {
     );
 }
 
+/// A field of `/proc/PID/status` (`VmRSS`, `RssAnon`, `Uid`, ...): its first
+/// number (kB for sizes, the real id for `Uid`).
+fn status_field(pid: u32, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status:\n{text}"))
+}
+
+/// The owner of `/proc/PID/status`: the process's own user while it is
+/// dumpable, root once it is not (the kernel hides a non-dumpable process's
+/// files from other processes of its user).
+fn status_owner(pid: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
+        .uid()
+}
+
+/// What `/proc/PID/fd` of `pid` leads to, in fd order.
+fn fd_targets(pid: u32) -> Vec<String> {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The bound on a watchdog's private anonymous memory (`RssAnon`): measured at
+/// 248 kB for a debug build; a fork of nexushub would carry nexushub's own
+/// (checked to be at least twice this bound below).
+const WATCHDOG_MAX_ANON_KB: u64 = 512;
+
+#[test]
+fn watchdog_is_a_small_non_dumpable_exec_of_nexushub_not_a_fork() {
+    use std::os::unix::fs::MetadataExt;
+    // Dumpability shows in /proc only to another user than the process's: run
+    // nexushub as `nobody` when the tests run as root.
+    let me = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    let h = host("web");
+    let conf = Conf::new().command_app("web", &h, WHOAMI);
+    let nexus = if me == 0 {
+        Nexus::start_as(&conf, 65534)
+    } else {
+        Nexus::start(&conf)
+    };
+    let (first, _) = started(&nexus, "web");
+    let pid = nexus.pid();
+    let user = status_field(pid, "Uid");
+    assert_ne!(user, 0, "nexushub runs as root: dumpability cannot show");
+
+    // Traffic first, and connections held open, so that nexushub's heap is
+    // well above what a watchdog needs when the app is restarted: a watchdog
+    // forked then would carry it.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut c = connect(&nexus, &h);
+        let r = c.request("POST", &h, "/", &[b'x'; 64 * 1024]);
+        assert_eq!(r.status(), 200, "{}", r.summary());
+        held.push(c);
+    }
+    let mark = nexus.log_mark();
+    kill(first, "KILL");
+    let (_, app, _) = wait_started(&nexus, mark, "web");
+    let nexus_anon = status_field(pid, "RssAnon");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let watch = loop {
+        let dog = group_members(app)
+            .into_iter()
+            .find(|p| p.comm == "nexushub-watch");
+        if let Some(dog) = dog {
+            break dog.pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no watchdog in group {app}: {:#?}\n{}",
+            group_members(app),
+            nexus.dump()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let cmdline = std::fs::read(format!("/proc/{watch}/cmdline")).expect("cmdline");
+    assert_eq!(
+        String::from_utf8_lossy(&cmdline),
+        format!("nexushub\0__watchdog\0{app}\0"),
+        "the watchdog is not an exec of the hidden subcommand"
+    );
+    let (watch_anon, watch_rss) = (status_field(watch, "RssAnon"), status_field(watch, "VmRSS"));
+    println!(
+        "RssAnon: watchdog {watch_anon} kB (VmRSS {watch_rss} kB, mostly the binary's \
+         shared pages), nexushub {nexus_anon} kB (VmRSS {} kB)",
+        status_field(pid, "VmRSS")
+    );
+    assert!(
+        nexus_anon >= 2 * WATCHDOG_MAX_ANON_KB,
+        "nexushub's heap ({nexus_anon} kB) too small for this test to tell a fork"
+    );
+    assert!(
+        watch_anon < WATCHDOG_MAX_ANON_KB,
+        "watchdog RssAnon {watch_anon} kB, nexushub {nexus_anon} kB"
+    );
+
+    // Non-dumpable: nexushub and its watchdog (root-owned /proc files though
+    // they run as `user`); the app stays an ordinary, dumpable process.
+    assert_eq!(status_field(watch, "Uid"), user);
+    assert_eq!(status_owner(pid), 0, "nexushub is dumpable");
+    assert_eq!(status_owner(watch), 0, "the watchdog is dumpable");
+    assert_eq!(status_owner(app), user as u32, "the app is not dumpable");
+
+    if me == 0 {
+        // What only a privileged reader may see of a non-dumpable process.
+        let exe = std::fs::read_link(format!("/proc/{watch}/exe")).expect("exe");
+        let bin = crate::support::nexushub_bin()
+            .canonicalize()
+            .expect("binary");
+        assert_eq!(exe, bin);
+        let targets = fd_targets(watch);
+        let [pipe, null1, null2, signalfd] = targets.as_slice() else {
+            panic!("watchdog fds: {targets:?}");
+        };
+        assert!(pipe.starts_with("pipe:["), "fd 0: {pipe}");
+        assert!(
+            fd_targets(pid).contains(pipe),
+            "fd 0 is not nexushub's watchdog pipe"
+        );
+        assert_eq!([null1, null2], ["/dev/null", "/dev/null"]);
+        assert_eq!(signalfd, "anon_inode:[signalfd]");
+        let environ = std::fs::read(format!("/proc/{watch}/environ")).expect("environ");
+        assert!(environ.is_empty(), "{}", String::from_utf8_lossy(&environ));
+    }
+    drop(held);
+}
+
 #[test]
 fn app_that_ignores_port_is_reported_in_the_log_and_the_503() {
     let h = host("deaf");

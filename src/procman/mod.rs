@@ -133,6 +133,7 @@ mod lines;
 mod plan;
 mod slot;
 mod supervisor;
+pub mod watchdog;
 
 use std::io;
 use std::thread::{self, JoinHandle};
