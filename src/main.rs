@@ -179,6 +179,8 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
+    // It reads the private key too (`run` does this in `server::run`).
+    let _ = sys::set_not_dumpable();
     let config = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

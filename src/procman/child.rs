@@ -84,7 +84,8 @@ pub struct Launch<'a> {
 
 /// Spawns `launch` in its own process group with stdin from `/dev/null` and
 /// stdout and stderr piped (the caller must drain both), with the pre-exec
-/// set-up and watchdog of [`sys::set_child_setup`]. `hold`, if given, is
+/// set-up and watchdog of [`sys::set_child_setup`] (a watchdog that cannot exec
+/// fails the spawn). `hold`, if given, is
 /// released just before the fork. Call from the long-lived thread that will
 /// supervise the child: the child is SIGKILLed when that thread ends.
 pub fn spawn(
@@ -179,18 +180,32 @@ mod tests {
     }
 
     /// A watchdog running the nexushub binary that `cargo test` builds beside
-    /// this test binary (`target/PROFILE/deps/..`).
+    /// this test binary (`target/PROFILE/deps/..`). `cargo test --lib` alone
+    /// does not build it: a binary without the watchdog subcommand (an old one)
+    /// is refused here rather than left to fail the watchdog tests obscurely.
     fn dog() -> Watchdog {
-        let exe = std::env::current_exe().expect("current exe");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join("nexushub"))
-            .filter(|bin| bin.is_file())
-            .unwrap_or_else(|| {
-                panic!("no nexushub binary beside {exe:?}: run `cargo test`, which builds it")
-            });
-        Watchdog::open(&bin).expect("watchdog")
+        static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let exe = std::env::current_exe().expect("current exe");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|dir| dir.join("nexushub"))
+                .filter(|bin| bin.is_file())
+                .unwrap_or_else(|| panic!("no nexushub binary beside {exe:?}: run `cargo build`"));
+            // Run by hand, the subcommand refuses with exit status 2.
+            let out = Command::new(&bin)
+                .arg(sys::WATCHDOG_SUBCOMMAND.to_str().expect("ascii"))
+                .output()
+                .expect("run nexushub");
+            assert!(
+                out.status.code() == Some(2)
+                    && String::from_utf8_lossy(&out.stderr).contains("watchdog"),
+                "{bin:?} has no watchdog subcommand (stale? run `cargo build`): {out:?}"
+            );
+            bin
+        });
+        Watchdog::open(bin).expect("watchdog")
     }
 
     fn launch<'a>(command: &'a str, env: &'a [(String, String)]) -> Launch<'a> {
@@ -414,6 +429,19 @@ mod tests {
         assert!(left.is_empty(), "group {pid} still has {left:?}");
     }
 
+    /// Whether this process may read any process's `/proc/PID/fd` and `exe`
+    /// (`CAP_SYS_PTRACE` in effect), a non-dumpable one's included.
+    fn can_ptrace() -> bool {
+        const CAP_SYS_PTRACE: u32 = 19;
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+                u64::from_str_radix(hex.trim(), 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+    }
+
     /// Where each fd of process `pid` leads (`/proc/PID/fd`), sorted by fd.
     fn fd_targets(pid: u32) -> Vec<String> {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -446,41 +474,49 @@ mod tests {
         assert_eq!(dogs.len(), 1, "watchdogs in group {pid}: {dogs:?}");
         let watch = dogs[0];
         // Not a fork of this process: the nexushub binary, exec'd with the
-        // hidden subcommand and the app's pid.
-        let exe = std::fs::read_link(format!("/proc/{watch}/exe")).expect("exe");
-        let bin = std::fs::read_link(format!("/proc/self/fd/{}", dog.program.as_raw_fd()))
-            .expect("program");
-        assert_eq!(exe, bin);
+        // hidden subcommand and the app's pid, named once it runs.
         let cmdline = std::fs::read(format!("/proc/{watch}/cmdline")).expect("cmdline");
         assert_eq!(cmdline, format!("nexushub\0__watchdog\0{pid}\0").as_bytes());
-        let environ = std::fs::read(format!("/proc/{watch}/environ")).expect("environ");
-        assert!(
-            environ.is_empty(),
-            "{:?}",
-            String::from_utf8_lossy(&environ)
-        );
-        // The pipe as fd 0, the /dev/null that std's start-up puts on a closed
-        // stdout and stderr, and its signalfd (which comes a moment after the
-        // exec, as does its name).
-        let pipe = std::fs::read_link(format!("/proc/self/fd/{}", dog.read.as_raw_fd()))
-            .expect("pipe")
-            .to_string_lossy()
-            .into_owned();
-        let want = [
-            pipe.as_str(),
-            "/dev/null",
-            "/dev/null",
-            "anon_inode:[signalfd]",
-        ];
         let comm = || std::fs::read_to_string(format!("/proc/{watch}/comm")).unwrap_or_default();
         let end = Instant::now() + Duration::from_secs(2);
-        while (fd_targets(watch) != want || comm().trim() != "nexushub-watch")
-            && Instant::now() < end
-        {
+        while comm().trim() != "nexushub-watch" && Instant::now() < end {
             thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(fd_targets(watch), want);
         assert_eq!(comm().trim(), "nexushub-watch");
+        let exe = std::fs::read_link(format!("/proc/{watch}/exe"));
+        if !can_ptrace() {
+            // Non-dumpable: hidden from another process of the same user.
+            let err = exe.expect_err("the watchdog's exe is readable: it is dumpable");
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        } else {
+            let bin = std::fs::read_link(format!("/proc/self/fd/{}", dog.program.as_raw_fd()))
+                .expect("program");
+            assert_eq!(exe.expect("exe"), bin);
+            let environ = std::fs::read(format!("/proc/{watch}/environ")).expect("environ");
+            assert!(
+                environ.is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(&environ)
+            );
+            // The pipe as fd 0, the /dev/null that std's start-up puts on a
+            // closed stdout and stderr, and its signalfd (which comes a moment
+            // after the exec).
+            let pipe = std::fs::read_link(format!("/proc/self/fd/{}", dog.read.as_raw_fd()))
+                .expect("pipe")
+                .to_string_lossy()
+                .into_owned();
+            let want = [
+                pipe.as_str(),
+                "/dev/null",
+                "/dev/null",
+                "anon_inode:[signalfd]",
+            ];
+            let end = Instant::now() + Duration::from_secs(2);
+            while fd_targets(watch) != want && Instant::now() < end {
+                thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(fd_targets(watch), want);
+        }
         sys::signal_group(pid, sys::GroupSignal::Kill).expect("kill");
         child.wait().expect("wait");
         let left = wait_group_dead(pid, Duration::from_secs(5));
