@@ -715,7 +715,13 @@ unsafe fn exec_watchdog(
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         // fds 0-2 are the app's stdio here (std set them up before pre-exec):
         // the watchdog must hold none of them (nor the app's output pipes open).
-        if watch_read == 0 || libc::dup2(watch_read, 0) == 0 {
+        // (The pipe is close-on-exec: as fd 0 already, it must lose the flag.)
+        let fd0 = if watch_read == 0 {
+            libc::fcntl(0, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(watch_read, 0)
+        };
+        if fd0 == 0 {
             cloexec_from(1);
             libc::fexecve(program, argv.as_ptr(), envp.as_ptr());
         }
@@ -851,24 +857,6 @@ pub fn set_not_dumpable() -> io::Result<()> {
     Ok(())
 }
 
-/// Whether this process is dumpable (`PR_GET_DUMPABLE`).
-pub fn is_dumpable() -> io::Result<bool> {
-    // SAFETY: prctl(PR_GET_DUMPABLE) takes plain integers.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_GET_DUMPABLE,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc != 0)
-}
-
 /// What ended a watchdog's watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WatchEnd {
@@ -919,8 +907,8 @@ pub fn run_watchdog(app: u32) -> io::Result<std::convert::Infallible> {
         let mut usr1: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut usr1);
         libc::sigaddset(&mut usr1, libc::SIGUSR1);
-        // Set after the exec: an exec of a binary with file capabilities (one
-        // allowed to bind port 443) clears the parent-death signal.
+        // Set here, not before the exec: an exec of a binary with file
+        // capabilities (one allowed to bind port 443) would clear it.
         let deathsig = libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGUSR1 as libc::c_ulong,
