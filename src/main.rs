@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use argh::FromArgs;
 use nexushub::config::{self, AppRun, Config};
-use nexushub::{server, sys, tls, whoami, x509};
+use nexushub::{procman, server, sys, tls, whoami, x509};
 
 /// nexushub: one program for one small host. It starts your web apps, keeps them
 /// alive, and puts them behind HTTPS by host name.
@@ -79,6 +79,13 @@ fn main() -> ExitCode {
     let name = strs
         .first()
         .map_or("nexushub", |s| s.rsplit('/').next().unwrap_or("nexushub"));
+    // An app's watchdog, started by nexushub (kept out of the parser and `--help`).
+    if strs
+        .get(1)
+        .is_some_and(|s| procman::watchdog::is_subcommand(s))
+    {
+        return procman::watchdog::main(strs.get(2..).unwrap_or(&[]));
+    }
     let cli = match Cli::from_args(&[name], strs.get(1..).unwrap_or(&[])) {
         Ok(cli) => cli,
         Err(early) => {
@@ -172,6 +179,8 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
+    // It reads the private key too (`run` does this in `server::run`).
+    let _ = sys::set_not_dumpable();
     let config = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

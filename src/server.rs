@@ -69,6 +69,11 @@ impl Overrides {
 /// Runs the proxy until a shutdown signal. `Err` is a start-up failure, with the
 /// one-line reason (exit 1). `config` already has `overrides` applied.
 pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
+    // Before the key is read: no core file and no same-user ptrace or /proc read
+    // of a process holding the TLS key, ticket keys and clients' requests.
+    if let Err(e) = sys::set_not_dumpable() {
+        log::warn!("cannot mark the process non-dumpable: {e}");
+    }
     let p = &config.proxy;
     let tls = tls::load(&p.cert, &p.key).map_err(|e| e.to_string())?;
     for w in &tls.warnings {

@@ -545,32 +545,54 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
+/// The hidden subcommand the watchdog runs as: `nexushub __watchdog APP_PID`.
+/// Not for people: it is dispatched before the command-line parser, so `--help`
+/// never lists it.
+pub const WATCHDOG_SUBCOMMAND: &std::ffi::CStr = c"__watchdog";
+
+/// Opens the program the watchdogs run (nexushub's own binary, `/proc/self/exe`)
+/// as a close-on-exec `O_PATH` descriptor numbered 3 or above. Exec'ing through
+/// it runs this very binary even after the file on disk was replaced or removed
+/// (an upgrade), so a watchdog always speaks its nexushub's protocol.
+pub fn open_program(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+    // SAFETY: open reads the valid NUL-terminated path; a non-negative result is
+    // a new fd we own.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Installs the pre-exec set-up of an app child on `cmd` (see `procman`'s module
-/// doc): own process group, every signal unblocked, SIGKILL when the spawning
-/// thread dies (with the fork race checked), and a watchdog process forked into
-/// the child's group that SIGKILLs the group when nexushub (the writers of
-/// `watch_read`'s pipe) or the app's main process is gone. Spawn from a thread
-/// that lives as long as the children: the parent-death signal follows the
-/// spawning thread, not the process.
-pub fn set_child_setup(cmd: &mut std::process::Command, watch_read: RawFd) {
+/// doc): own process group, SIGKILL when the spawning thread dies (with the fork
+/// race checked), a watchdog forked into the child's group that execs `program`
+/// as `nexushub __watchdog APP_PID` (see [`run_watchdog`]) before the app runs,
+/// and every signal unblocked. Spawn from a thread that lives as long as the
+/// children: the parent-death signal follows the spawning thread, not the process.
+pub fn set_child_setup(cmd: &mut std::process::Command, watch_read: RawFd, program: RawFd) {
     use std::os::unix::process::CommandExt;
     // Captured before the fork: the child compares its parent against it.
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: `child_setup` and `watchdog` make raw
-    // libc calls (setpgid, prctl, getppid, getpid, fork, pthread_sigmask, dup2,
-    // close_range/close, getrlimit, signalfd, poll, read, kill, _exit) on stack
-    // data, allocate nothing (`io::Error::last_os_error` is an integer) and take
-    // no lock.
+    // async-signal-safe calls are allowed: `child_setup` and `start_watchdog`
+    // make raw libc calls (setpgid, prctl, getppid, getpid, pipe2, fork,
+    // pthread_sigmask, dup2, close_range/fcntl, fexecve, read, write, close,
+    // _exit) on stack data, allocate nothing (`io::Error::from_raw_os_error` and
+    // `last_os_error` are integers) and take no lock.
     unsafe {
-        cmd.pre_exec(move || child_setup(parent, watch_read));
+        cmd.pre_exec(move || child_setup(parent, watch_read, program));
     }
 }
 
 /// The pre-exec set-up itself. The steps that can fail come before the watchdog
-/// is forked; a watchdog whose parent dies anyway (a failed unblock or exec)
+/// is started; a watchdog whose parent dies anyway (a failed unblock or exec)
 /// sees it and kills what is left of the group, itself included.
-fn child_setup(parent: libc::pid_t, watch_read: RawFd) -> io::Result<()> {
+fn child_setup(parent: libc::pid_t, watch_read: RawFd, program: RawFd) -> io::Result<()> {
     // SAFETY: setpgid, prctl, getppid, getpid and _exit take no pointers. std has
     // already put us in our own group (`process_group(0)`); doing it again here
     // makes the watchdog's `kill(0, ...)` safe whatever std's order is.
@@ -596,126 +618,116 @@ fn child_setup(parent: libc::pid_t, watch_read: RawFd) -> io::Result<()> {
     }
     // SAFETY: getpid takes no arguments.
     let app = unsafe { libc::getpid() };
-    // SAFETY: fork in a single-threaded child is async-signal-safe; the new
-    // process runs only `watchdog`, which never returns.
-    match unsafe { libc::fork() } {
-        -1 => return Err(io::Error::last_os_error()),
-        // SAFETY: we are the freshly forked watchdog; see `watchdog`.
-        0 => unsafe { watchdog(watch_read, app) },
-        _ => {}
-    }
-    // After the fork, so the watchdog never runs with signals unblocked (it
+    start_watchdog(app, watch_read, program)?;
+    // After the watchdog's fork, so it never runs with signals unblocked (it
     // blocks them all itself). Before exec, because a blocked mask survives
     // exec and the app would ignore our SIGTERM.
     unblock_signals()
 }
 
-/// The body of an app's watchdog process: a member of the app's process group
-/// and a child of its main process. It waits for one of two things, then
-/// SIGKILLs its whole group (itself included):
-/// - end-of-file on the watchdog pipe: nexushub is gone (even by SIGKILL);
-/// - the death of its parent (the app's main process), reported by a
-///   parent-death signal read through a signalfd, so that leftovers of an app
-///   whose start failed or whose main process ended are not orphaned.
-///
-/// It blocks every signal, so the SIGTERM of a normal stop leaves it watching
-/// until the stop's own SIGKILL of the group.
+/// Forks the watchdog of `app` (the calling process) and waits until it has
+/// exec'd `program`: an exec that fails fails the app's spawn, so no app ever
+/// runs unwatched. What the watchdog keeps across the exec: the watchdog pipe's
+/// read end as fd 0, every signal blocked (a normal stop's SIGTERM to the group
+/// must not end it), argv, and nothing else (no environment, no other fd).
+fn start_watchdog(app: libc::pid_t, watch_read: RawFd, program: RawFd) -> io::Result<()> {
+    // argv on the stack, the pid's digits written by hand: no allocation.
+    let mut digits = [0u8; 24];
+    let mut i = digits.len() - 1; // digits[last] stays the NUL
+    let mut n = app.max(0) as u32;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let argv: [*const libc::c_char; 4] = [
+        c"nexushub".as_ptr(),
+        WATCHDOG_SUBCOMMAND.as_ptr(),
+        digits[i..].as_ptr().cast(),
+        std::ptr::null(),
+    ];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut status = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the valid two-element array. The
+    // exec-status pipe: the watchdog's exec closes its write end (close-on-exec),
+    // a failed exec writes errno into it first.
+    if unsafe { libc::pipe2(status.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fork in a single-threaded child is async-signal-safe; the new
+    // process runs only `exec_watchdog`, which never returns.
+    match unsafe { libc::fork() } {
+        -1 => {
+            let err = io::Error::last_os_error();
+            // SAFETY: both fds are ours and used by nothing else.
+            unsafe {
+                libc::close(status[0]);
+                libc::close(status[1]);
+            }
+            return Err(err);
+        }
+        // SAFETY: we are the freshly forked watchdog; argv and envp are
+        // NUL-terminated arrays of NUL-terminated strings on our stack.
+        0 => unsafe { exec_watchdog(watch_read, program, status[1], &argv, &envp) },
+        _ => {}
+    }
+    let mut code = [0u8; 4];
+    // SAFETY: close and read take fds we own and the valid 4-byte buffer.
+    let n = unsafe {
+        libc::close(status[1]);
+        let n = loop {
+            let n = libc::read(status[0], code.as_mut_ptr().cast(), code.len());
+            if n >= 0 || errno() != libc::EINTR {
+                break n;
+            }
+        };
+        libc::close(status[0]);
+        n
+    };
+    if n == code.len() as isize {
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(code)));
+    }
+    Ok(())
+}
+
+/// The watchdog's side of the fork: fd 0 becomes the watchdog pipe, every other
+/// fd is marked close-on-exec, and `program` is exec'd. On failure, errno goes
+/// down `status` and the process exits.
 ///
 /// # Safety
-/// Call only in a freshly forked process. Raw libc calls on stack data only.
-unsafe fn watchdog(watch_read: RawFd, app: libc::pid_t) -> ! {
+/// Call only in a freshly forked process, with NUL-terminated `argv` and `envp`.
+unsafe fn exec_watchdog(
+    watch_read: RawFd,
+    program: RawFd,
+    status: RawFd,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
     // SAFETY: raw libc calls on initialised stack data only. We are a fresh,
-    // single-threaded fork, so closing every other fd takes nothing from under
-    // another thread, and nothing here returns to Rust code that could use them.
+    // single-threaded fork, so marking every fd close-on-exec takes nothing from
+    // under another thread, and nothing here returns to Rust code.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        // Keep only the pipe's read end, as fd 0: every other inherited fd (the
-        // app's stdout and stderr pipes, the exec-status pipe of std's spawn, our
-        // sockets) must not be held open by us.
-        if watch_read != 0 && libc::dup2(watch_read, 0) < 0 {
-            libc::_exit(1);
-        }
-        close_from(1);
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"nexushub-watch".as_ptr() as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        );
-        let mut usr1: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut usr1);
-        libc::sigaddset(&mut usr1, libc::SIGUSR1);
-        let deathsig = libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGUSR1 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        );
-        // Without a signalfd we still watch the pipe.
-        let mut sigfd = if deathsig == 0 {
-            libc::signalfd(-1, &usr1, libc::SFD_CLOEXEC)
+        // fds 0-2 are the app's stdio here (std set them up before pre-exec):
+        // the watchdog must hold none of them (nor the app's output pipes open).
+        // (The pipe is close-on-exec: as fd 0 already, it must lose the flag.)
+        let fd0 = if watch_read == 0 {
+            libc::fcntl(0, libc::F_SETFD, 0)
         } else {
-            -1
+            libc::dup2(watch_read, 0)
         };
-        if libc::getppid() == app {
-            loop {
-                let mut fds = [
-                    libc::pollfd {
-                        fd: 0,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: sigfd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                ];
-                let nfds: libc::nfds_t = if sigfd >= 0 { 2 } else { 1 };
-                if libc::poll(fds.as_mut_ptr(), nfds, -1) < 0 {
-                    if errno() == libc::EINTR {
-                        continue;
-                    }
-                    // Cannot watch: leave the app alone rather than kill it for our fault.
-                    libc::_exit(1);
-                }
-                if fds[0].revents != 0 {
-                    let mut byte = 0u8;
-                    let n = libc::read(0, (&mut byte as *mut u8).cast::<libc::c_void>(), 1);
-                    if n == 0 {
-                        break; // nexushub is gone
-                    }
-                    if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
-                        libc::_exit(1);
-                    }
-                }
-                if sigfd >= 0 && fds[1].revents != 0 {
-                    let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-                    let n = libc::read(
-                        sigfd,
-                        (&mut info as *mut libc::signalfd_siginfo).cast::<libc::c_void>(),
-                        std::mem::size_of::<libc::signalfd_siginfo>(),
-                    );
-                    // A signalfd that cannot be read would wake us forever: drop
-                    // it and watch the pipe alone.
-                    if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
-                        libc::close(sigfd);
-                        sigfd = -1;
-                    }
-                    // The signal also comes when only the parent's spawning thread
-                    // ended, or from someone's `kill`: only a new parent means death.
-                    if libc::getppid() != app {
-                        break;
-                    }
-                }
-            }
+        if fd0 == 0 {
+            cloexec_from(1);
+            libc::fexecve(program, argv.as_ptr(), envp.as_ptr());
         }
-        libc::kill(0, libc::SIGKILL);
-        libc::_exit(0)
+        let code = errno().to_ne_bytes();
+        libc::write(status, code.as_ptr().cast(), code.len());
+        libc::_exit(127)
     }
 }
 
@@ -725,25 +737,25 @@ fn errno() -> libc::c_int {
     unsafe { *libc::__errno_location() }
 }
 
-/// Closes every fd from `first` up.
+/// Marks every fd from `first` up close-on-exec.
 ///
 /// # Safety
-/// Only for a process about to become a watchdog: fds owned by Rust objects are
-/// closed under their feet.
-unsafe fn close_from(first: libc::c_uint) {
-    // SAFETY: close_range, getrlimit and close take no pointers but the valid
-    // rlimit struct; the caller guarantees no one else uses these fds.
+/// Only for a process about to exec: nothing after this may rely on those fds
+/// surviving the exec.
+unsafe fn cloexec_from(first: libc::c_uint) {
+    // SAFETY: close_range, getrlimit and fcntl take no pointers but the valid
+    // rlimit struct; the caller guarantees no one needs these fds after exec.
     unsafe {
         if libc::syscall(
             libc::SYS_close_range,
             first,
             libc::c_uint::MAX,
-            0 as libc::c_uint,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         ) == 0
         {
             return;
         }
-        // Kernels before 5.9 have no close_range: close one by one, up to the limit.
+        // Kernels before 5.11 have no CLOSE_RANGE_CLOEXEC: one by one, up to the limit.
         let mut lim: libc::rlimit = std::mem::zeroed();
         let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur.min(1 << 20)
@@ -752,7 +764,7 @@ unsafe fn close_from(first: libc::c_uint) {
         };
         let mut fd = libc::rlim_t::from(first);
         while fd < max {
-            libc::close(fd as libc::c_int);
+            libc::fcntl(fd as libc::c_int, libc::F_SETFD, libc::FD_CLOEXEC);
             fd += 1;
         }
     }
@@ -816,6 +828,156 @@ pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Process hygiene: nexushub's own dumpable flag, and the watchdog process after
+// its exec (`nexushub __watchdog APP_PID`, see `procman::watchdog`). Unlike the
+// pre-exec code above, this runs in an ordinary process: std is available.
+// ---------------------------------------------------------------------------
+
+/// Marks this process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump, and no
+/// other process of the same user may ptrace it or read its memory and most of
+/// its `/proc/PID` files. Survives fork; an exec resets it (the apps nexushub
+/// starts stay ordinary processes).
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What ended a watchdog's watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchEnd {
+    /// End-of-file on the watchdog pipe: nexushub is gone, however it died.
+    NexushubGone,
+    /// The watchdog's parent, the app's main process, is gone.
+    AppGone,
+}
+
+/// The watchdog's whole job, in the process `nexushub __watchdog APP_PID` runs:
+/// a member of the app's process group, a child of the app's main process `app`,
+/// the watchdog pipe's read end as fd 0. Blocks every signal (so the SIGTERM of a
+/// normal stop leaves it watching until the stop's own SIGKILL of the group),
+/// then waits for nexushub's end (EOF on fd 0) or its parent's (a parent-death
+/// signal read through a signalfd, and checked against `getppid`), and SIGKILLs
+/// its whole group, itself included: it returns only when it cannot watch.
+///
+/// Refuses to run (`InvalidInput`) unless its process group is `app` and fd 0 is
+/// a pipe, so that running it by hand cannot kill a shell's job.
+pub fn run_watchdog(app: u32) -> io::Result<std::convert::Infallible> {
+    let app = libc::pid_t::try_from(app)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad app pid"))?;
+    // SAFETY: raw libc calls on initialised stack data; fd 0 is only fstat'ed,
+    // polled and read into a one-byte buffer; the signalfd is ours.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::getpgrp() != app
+            || libc::fstat(0, &mut st) < 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFIFO
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not an app's watchdog (only nexushub starts these)",
+            ));
+        }
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"nexushub-watch".as_ptr() as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+        let mut usr1: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut usr1);
+        libc::sigaddset(&mut usr1, libc::SIGUSR1);
+        // Set here, not before the exec: an exec of a binary with file
+        // capabilities (one allowed to bind port 443) would clear it.
+        let deathsig = libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGUSR1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+        // Without a signalfd we still watch the pipe.
+        let mut sigfd = if deathsig == 0 {
+            libc::signalfd(-1, &usr1, libc::SFD_CLOEXEC)
+        } else {
+            -1
+        };
+        // The app may have died before the prctl: then no signal will come.
+        let mut end = (libc::getppid() != app).then_some(WatchEnd::AppGone);
+        while end.is_none() {
+            let mut fds = [
+                libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: sigfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let nfds: libc::nfds_t = if sigfd >= 0 { 2 } else { 1 };
+            if libc::poll(fds.as_mut_ptr(), nfds, -1) < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                // Cannot watch: leave the app alone rather than kill it for our fault.
+                return Err(io::Error::last_os_error());
+            }
+            if fds[0].revents != 0 {
+                let mut byte = 0u8;
+                let n = libc::read(0, (&mut byte as *mut u8).cast::<libc::c_void>(), 1);
+                if n == 0 {
+                    end = Some(WatchEnd::NexushubGone);
+                } else if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if sigfd >= 0 && fds[1].revents != 0 {
+                let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+                let n = libc::read(
+                    sigfd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast::<libc::c_void>(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                );
+                // A signalfd that cannot be read would wake us forever: drop
+                // it and watch the pipe alone.
+                if n < 0 && !matches!(errno(), libc::EINTR | libc::EAGAIN) {
+                    libc::close(sigfd);
+                    sigfd = -1;
+                }
+                // The signal also comes when only the parent's spawning thread
+                // ended, or from someone's `kill`: only a new parent means death.
+                if libc::getppid() != app {
+                    end = Some(WatchEnd::AppGone);
+                }
+            }
+        }
+        // Our group is `app`'s (checked above), never nexushub's or a shell's.
+        libc::kill(0, libc::SIGKILL);
+        libc::_exit(0)
+    }
 }
 
 #[cfg(test)]

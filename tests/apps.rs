@@ -5,8 +5,9 @@
 //! backs off 1, 2, 4 s while another app keeps serving; SIGHUP adds, removes and
 //! replaces apps without a failed request, and refuses a bad config whole; SIGTERM
 //! lets a slow request finish and leaves no child; SIGKILL of nexushub leaves no
-//! child; an app that ignores `$PORT` is reported; app output is logged with its
-//! name.
+//! child; an app's watchdog is a small, non-dumpable exec of nexushub (not a
+//! fork carrying its memory); an app that ignores `$PORT` is reported; app output
+//! is logged with its name.
 //!
 //! Every wait is on a log line, a response or `/proc`, with a deadline; the client
 //! loops are paced and bounded. "No child left" is checked in `/proc` by process
@@ -766,11 +767,7 @@ fn sigkill_of_nexushub_leaves_no_child_within_2_s() {
     let mut nexus = Nexus::start(&conf);
     let groups = [started(&nexus, "web").0, started(&nexus, "family").0];
     for g in groups {
-        let members = group_members(g);
-        assert!(
-            members.iter().any(|p| p.comm == "nexushub-watch"),
-            "no watchdog in group {g}: {members:#?}"
-        );
+        watchdog_of(&nexus, g);
     }
     assert!(
         group_members(groups[1]).iter().any(|p| p.comm == "sleep"),
@@ -792,6 +789,173 @@ fn sigkill_of_nexushub_leaves_no_child_within_2_s() {
         "SIGKILL of nexushub: every app group gone {:?} after the kill",
         killed.elapsed()
     );
+}
+
+/// A field of `/proc/PID/status` (`VmRSS`, `RssAnon`, `Uid`, ...): its first
+/// number (kB for sizes, the real id for `Uid`).
+fn status_field(pid: u32, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status:\n{text}"))
+}
+
+/// The owner of `/proc/PID/status`: the process's own user while it is
+/// dumpable, root once it is not (the kernel hides a non-dumpable process's
+/// files from other processes of its user).
+fn status_owner(pid: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
+        .uid()
+}
+
+/// What `/proc/PID/fd` of `pid` leads to, in fd order.
+fn fd_targets(pid: u32) -> Vec<String> {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The pid of the watchdog in app group `group`, waited for (bounded): it takes
+/// its name `nexushub-watch` a moment after its exec.
+fn watchdog_of(nexus: &Nexus, group: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members = group_members(group);
+        if let Some(dog) = members.iter().find(|p| p.comm == "nexushub-watch") {
+            return dog.pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no watchdog in group {group}: {members:#?}\n{}",
+            nexus.dump()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether this process may read any process's `/proc/PID/fd` and `exe`
+/// (`CAP_SYS_PTRACE` in effect), a non-dumpable one's included.
+fn can_ptrace() -> bool {
+    const CAP_SYS_PTRACE: u32 = 19;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+}
+
+/// The bound on a watchdog's private anonymous memory (`RssAnon`): measured at
+/// 248 kB for a debug build; a fork of nexushub would carry nexushub's own
+/// (checked to be at least twice this bound below).
+const WATCHDOG_MAX_ANON_KB: u64 = 512;
+
+/// The bound on a watchdog's whole resident memory (`VmRSS`): measured at 3.3
+/// to 3.7 MiB for a debug build, nearly all of it pages of the binary and libc
+/// shared with every other nexushub process (a fork maps fewer of those at
+/// first, so this alone cannot tell one).
+const WATCHDOG_MAX_RSS_KB: u64 = 6 * 1024;
+
+#[test]
+fn watchdog_is_a_small_non_dumpable_exec_of_nexushub_not_a_fork() {
+    use std::os::unix::fs::MetadataExt;
+    // Dumpability shows in /proc only to another user than the process's: run
+    // nexushub as `nobody` when the tests run as root.
+    let me = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    let h = host("web");
+    let conf = Conf::new().command_app("web", &h, WHOAMI);
+    let nexus = if me == 0 {
+        Nexus::start_as(&conf, 65534)
+    } else {
+        Nexus::start(&conf)
+    };
+    let (first, _) = started(&nexus, "web");
+    let pid = nexus.pid();
+    let user = status_field(pid, "Uid");
+    assert_ne!(user, 0, "nexushub runs as root: dumpability cannot show");
+
+    // Traffic first, and connections held open, so that nexushub's heap is
+    // well above what a watchdog needs when the app is restarted: a watchdog
+    // forked then would carry it.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut c = connect(&nexus, &h);
+        let r = c.request("POST", &h, "/", &[b'x'; 64 * 1024]);
+        assert_eq!(r.status(), 200, "{}", r.summary());
+        held.push(c);
+    }
+    let mark = nexus.log_mark();
+    kill(first, "KILL");
+    let (_, app, _) = wait_started(&nexus, mark, "web");
+    let nexus_anon = status_field(pid, "RssAnon");
+
+    let watch = watchdog_of(&nexus, app);
+    let cmdline = std::fs::read(format!("/proc/{watch}/cmdline")).expect("cmdline");
+    assert_eq!(
+        String::from_utf8_lossy(&cmdline),
+        format!("nexushub\0__watchdog\0{app}\0"),
+        "the watchdog is not an exec of the hidden subcommand"
+    );
+    let (watch_anon, watch_rss) = (status_field(watch, "RssAnon"), status_field(watch, "VmRSS"));
+    println!(
+        "RssAnon: watchdog {watch_anon} kB (VmRSS {watch_rss} kB, mostly the binary's \
+         shared pages), nexushub {nexus_anon} kB (VmRSS {} kB)",
+        status_field(pid, "VmRSS")
+    );
+    assert!(
+        nexus_anon >= 2 * WATCHDOG_MAX_ANON_KB,
+        "nexushub's heap ({nexus_anon} kB) too small for this test to tell a fork"
+    );
+    assert!(
+        watch_anon < WATCHDOG_MAX_ANON_KB,
+        "watchdog RssAnon {watch_anon} kB, nexushub {nexus_anon} kB"
+    );
+    assert!(
+        watch_rss < WATCHDOG_MAX_RSS_KB,
+        "watchdog VmRSS {watch_rss} kB"
+    );
+
+    // Non-dumpable: nexushub and its watchdog (root-owned /proc files though
+    // they run as `user`); the app stays an ordinary, dumpable process.
+    assert_eq!(status_field(watch, "Uid"), user);
+    assert_eq!(status_owner(pid), 0, "nexushub is dumpable");
+    assert_eq!(status_owner(watch), 0, "the watchdog is dumpable");
+    assert_eq!(status_owner(app), user as u32, "the app is not dumpable");
+
+    if can_ptrace() {
+        // What only a privileged reader may see of a non-dumpable process.
+        let exe = std::fs::read_link(format!("/proc/{watch}/exe")).expect("exe");
+        let bin = crate::support::nexushub_bin()
+            .canonicalize()
+            .expect("binary");
+        assert_eq!(exe, bin);
+        let targets = fd_targets(watch);
+        let [pipe, null1, null2, signalfd] = targets.as_slice() else {
+            panic!("watchdog fds: {targets:?}");
+        };
+        assert!(pipe.starts_with("pipe:["), "fd 0: {pipe}");
+        assert!(
+            fd_targets(pid).contains(pipe),
+            "fd 0 is not nexushub's watchdog pipe"
+        );
+        assert_eq!([null1, null2], ["/dev/null", "/dev/null"]);
+        assert_eq!(signalfd, "anon_inode:[signalfd]");
+        let environ = std::fs::read(format!("/proc/{watch}/environ")).expect("environ");
+        assert!(environ.is_empty(), "{}", String::from_utf8_lossy(&environ));
+    }
+    drop(held);
 }
 
 #[test]

@@ -425,6 +425,28 @@ fn help_exits_0_and_names_the_commands() {
 }
 
 #[test]
+fn the_watchdog_subcommand_is_hidden_and_refuses_to_run_by_hand() {
+    let dir = TestDir::new("usage");
+    let help = run_nexushub(dir.path(), &["--help"], CMD_TIMEOUT);
+    assert!(!help.stdout.contains("watchdog"), "{}", help.stdout);
+    let bare = run_nexushub(dir.path(), &["__watchdog"], CMD_TIMEOUT);
+    assert_eq!(bare.code(), 2, "{bare:?}");
+    assert!(
+        bare.stderr.contains("started by nexushub itself"),
+        "{bare:?}"
+    );
+    // A pid that is not its process group, and stdin not the watchdog pipe: it
+    // must refuse rather than watch (and later SIGKILL) a group that is no app's.
+    let me = std::process::id().to_string();
+    let by_hand = run_nexushub(dir.path(), &["__watchdog", &me], CMD_TIMEOUT);
+    assert_eq!(by_hand.code(), 1, "{by_hand:?}");
+    assert!(
+        by_hand.stderr.contains("not an app's watchdog"),
+        "{by_hand:?}"
+    );
+}
+
+#[test]
 fn listen_flag_overrides_the_config_file() {
     // The file names a port that is taken; only the flag can make this start.
     let busy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("{e}"));

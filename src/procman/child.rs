@@ -14,21 +14,31 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::sys;
 
-/// The watchdog pipe (see the module doc): nexushub holds both ends for as long
-/// as it may have children; dropping this after the last child is reaped is fine.
+/// What every app's watchdog needs from nexushub (see the module doc): the
+/// watchdog pipe, of which nexushub holds both ends for as long as it may have
+/// children (dropping this after the last child is reaped is fine), and the
+/// program the watchdogs exec.
 #[derive(Debug)]
 pub struct Watchdog {
     read: OwnedFd,
     _write: OwnedFd,
+    program: OwnedFd,
 }
 
 impl Watchdog {
-    /// Creates the pipe.
+    /// Creates the pipe and opens nexushub's own binary for the watchdogs.
     pub fn new() -> io::Result<Watchdog> {
+        Watchdog::open(Path::new("/proc/self/exe"))
+    }
+
+    /// As [`Watchdog::new`], with the watchdogs running `program` (a nexushub
+    /// binary: the unit tests run inside another one).
+    fn open(program: &Path) -> io::Result<Watchdog> {
         let (read, write) = sys::watchdog_pipe()?;
         Ok(Watchdog {
             read,
             _write: write,
+            program: sys::open_program(program)?,
         })
     }
 }
@@ -74,7 +84,8 @@ pub struct Launch<'a> {
 
 /// Spawns `launch` in its own process group with stdin from `/dev/null` and
 /// stdout and stderr piped (the caller must drain both), with the pre-exec
-/// set-up and watchdog of [`sys::set_child_setup`]. `hold`, if given, is
+/// set-up and watchdog of [`sys::set_child_setup`] (a watchdog that cannot exec
+/// fails the spawn). `hold`, if given, is
 /// released just before the fork. Call from the long-lived thread that will
 /// supervise the child: the child is SIGKILLed when that thread ends.
 pub fn spawn(
@@ -100,7 +111,11 @@ pub fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    sys::set_child_setup(&mut cmd, watchdog.read.as_raw_fd());
+    sys::set_child_setup(
+        &mut cmd,
+        watchdog.read.as_raw_fd(),
+        watchdog.program.as_raw_fd(),
+    );
     if let Some(hold) = hold {
         hold.release();
     }
@@ -164,6 +179,35 @@ mod tests {
         TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("rebind after release");
     }
 
+    /// A watchdog running the nexushub binary that `cargo test` builds beside
+    /// this test binary (`target/PROFILE/deps/..`). `cargo test --lib` alone
+    /// does not build it: a binary without the watchdog subcommand (an old one)
+    /// is refused here rather than left to fail the watchdog tests obscurely.
+    fn dog() -> Watchdog {
+        static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let exe = std::env::current_exe().expect("current exe");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|dir| dir.join("nexushub"))
+                .filter(|bin| bin.is_file())
+                .unwrap_or_else(|| panic!("no nexushub binary beside {exe:?}: run `cargo build`"));
+            // Run by hand, the subcommand refuses with exit status 2.
+            let out = Command::new(&bin)
+                .arg(sys::WATCHDOG_SUBCOMMAND.to_str().expect("ascii"))
+                .output()
+                .expect("run nexushub");
+            assert!(
+                out.status.code() == Some(2)
+                    && String::from_utf8_lossy(&out.stderr).contains("watchdog"),
+                "{bin:?} has no watchdog subcommand (stale? run `cargo build`): {out:?}"
+            );
+            bin
+        });
+        Watchdog::open(bin).expect("watchdog")
+    }
+
     fn launch<'a>(command: &'a str, env: &'a [(String, String)]) -> Launch<'a> {
         Launch {
             command,
@@ -184,7 +228,7 @@ mod tests {
 
     /// Runs `command` to its end: (exit description, stdout lines, stderr lines).
     fn run(l: &Launch<'_>) -> (String, Vec<String>, Vec<String>) {
-        let dog = Watchdog::new().expect("watchdog");
+        let dog = dog();
         let mut child = spawn(l, &dog, None).expect("spawn");
         let out = child.stdout.take().expect("stdout");
         let err = child.stderr.take().expect("stderr");
@@ -325,7 +369,7 @@ mod tests {
 
     #[test]
     fn watchdog_kills_leftovers_when_the_main_process_exits() {
-        let dog = Watchdog::new().expect("watchdog");
+        let dog = dog();
         let l = launch("sleep 30 & echo $!", &[]);
         let mut child = spawn(&l, &dog, None).expect("spawn");
         let pid = child.id();
@@ -342,7 +386,7 @@ mod tests {
 
     #[test]
     fn watchdog_kills_the_group_when_nexushub_is_gone() {
-        let dog = Watchdog::new().expect("watchdog");
+        let dog = dog();
         let l = launch("sleep 30 & echo $!; sleep 30", &[]);
         let mut child = spawn(&l, &dog, None).expect("spawn");
         let pid = child.id();
@@ -369,7 +413,7 @@ mod tests {
 
     #[test]
     fn watchdog_survives_sigterm_and_dies_with_the_group() {
-        let dog = Watchdog::new().expect("watchdog");
+        let dog = dog();
         // The shell ignores TERM, so only our SIGKILL ends the group.
         let l = launch("trap '' TERM; echo ready; sleep 30", &[]);
         let mut child = spawn(&l, &dog, None).expect("spawn");
@@ -385,9 +429,39 @@ mod tests {
         assert!(left.is_empty(), "group {pid} still has {left:?}");
     }
 
+    /// Whether this process may read any process's `/proc/PID/fd` and `exe`
+    /// (`CAP_SYS_PTRACE` in effect), a non-dumpable one's included.
+    fn can_ptrace() -> bool {
+        const CAP_SYS_PTRACE: u32 = 19;
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+                u64::from_str_radix(hex.trim(), 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+    }
+
+    /// Where each fd of process `pid` leads (`/proc/PID/fd`), sorted by fd.
+    fn fd_targets(pid: u32) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return Vec::new();
+        };
+        let mut fds: Vec<(u32, String)> = dir
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let fd = e.file_name().to_str()?.parse().ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((fd, target.to_string_lossy().into_owned()))
+            })
+            .collect();
+        fds.sort();
+        fds.into_iter().map(|(_, t)| t).collect()
+    }
+
     #[test]
-    fn watchdog_holds_only_its_pipe_and_signalfd() {
-        let dog = Watchdog::new().expect("watchdog");
+    fn watchdog_is_an_exec_of_nexushub_holding_only_its_pipe_and_signalfd() {
+        let dog = dog();
         let mut child =
             spawn(&launch("echo ready; exec sleep 30", &[]), &dog, None).expect("spawn");
         let pid = child.id();
@@ -398,24 +472,51 @@ mod tests {
             .filter(|&p| p != pid)
             .collect();
         assert_eq!(dogs.len(), 1, "watchdogs in group {pid}: {dogs:?}");
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", dogs[0])).expect("comm");
-        assert_eq!(comm.trim(), "nexushub-watch");
-        // Its fds were closed before our spawn returned (it held the exec-status
-        // pipe); its signalfd may come a moment later.
-        let fd_count = || {
-            std::fs::read_dir(format!("/proc/{}/fd", dogs[0]))
-                .map(|d| d.count())
-                .unwrap_or(usize::MAX)
-        };
+        let watch = dogs[0];
+        // Not a fork of this process: the nexushub binary, exec'd with the
+        // hidden subcommand and the app's pid, named once it runs.
+        let cmdline = std::fs::read(format!("/proc/{watch}/cmdline")).expect("cmdline");
+        assert_eq!(cmdline, format!("nexushub\0__watchdog\0{pid}\0").as_bytes());
+        let comm = || std::fs::read_to_string(format!("/proc/{watch}/comm")).unwrap_or_default();
         let end = Instant::now() + Duration::from_secs(2);
-        while fd_count() < 2 && Instant::now() < end {
+        while comm().trim() != "nexushub-watch" && Instant::now() < end {
             thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(
-            fd_count(),
-            2,
-            "the watchdog should hold its pipe and signalfd only"
-        );
+        assert_eq!(comm().trim(), "nexushub-watch");
+        let exe = std::fs::read_link(format!("/proc/{watch}/exe"));
+        if !can_ptrace() {
+            // Non-dumpable: hidden from another process of the same user.
+            let err = exe.expect_err("the watchdog's exe is readable: it is dumpable");
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        } else {
+            let bin = std::fs::read_link(format!("/proc/self/fd/{}", dog.program.as_raw_fd()))
+                .expect("program");
+            assert_eq!(exe.expect("exe"), bin);
+            let environ = std::fs::read(format!("/proc/{watch}/environ")).expect("environ");
+            assert!(
+                environ.is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(&environ)
+            );
+            // The pipe as fd 0, the /dev/null that std's start-up puts on a
+            // closed stdout and stderr, and its signalfd (which comes a moment
+            // after the exec).
+            let pipe = std::fs::read_link(format!("/proc/self/fd/{}", dog.read.as_raw_fd()))
+                .expect("pipe")
+                .to_string_lossy()
+                .into_owned();
+            let want = [
+                pipe.as_str(),
+                "/dev/null",
+                "/dev/null",
+                "anon_inode:[signalfd]",
+            ];
+            let end = Instant::now() + Duration::from_secs(2);
+            while fd_targets(watch) != want && Instant::now() < end {
+                thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(fd_targets(watch), want);
+        }
         sys::signal_group(pid, sys::GroupSignal::Kill).expect("kill");
         child.wait().expect("wait");
         let left = wait_group_dead(pid, Duration::from_secs(5));
@@ -423,8 +524,17 @@ mod tests {
     }
 
     #[test]
+    fn a_watchdog_that_cannot_exec_fails_the_spawn() {
+        // A program that is no executable: the exec fails in the watchdog, and the
+        // app must not run unwatched.
+        let dog = Watchdog::open(Path::new("/dev/null")).expect("watchdog");
+        let err = spawn(&launch("echo ran", &[]), &dog, None).expect_err("spawn");
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    }
+
+    #[test]
     fn a_missing_directory_fails_the_spawn() {
-        let dog = Watchdog::new().expect("watchdog");
+        let dog = dog();
         let dir = Path::new("/nonexistent/nexushub-test");
         let l = Launch {
             dir: Some(dir),

@@ -97,15 +97,25 @@
 //!   then every signal unblocked (nexushub blocks SIGTERM/SIGINT/SIGHUP in all
 //!   threads, and a blocked mask survives exec).
 //! - The watchdog: at start nexushub creates one pipe, both ends close-on-exec;
-//!   only nexushub holds the write end and it never writes. Before exec each
-//!   child forks once more: that process (named `nexushub-watch`) stays in the
-//!   app's group as a child of the app, keeps only the pipe's read end (all other
-//!   fds closed, so it holds no socket or output pipe open), blocks every signal
-//!   (a normal stop's SIGTERM leaves it watching) and waits in `poll` for EOF on
-//!   the pipe (nexushub is gone, however it died) or a parent-death signal via
-//!   signalfd (the app's main process is gone). Either way it does
-//!   `kill(0, SIGKILL)` on its own group and exits. It runs only raw libc calls:
-//!   no allocation, no lock.
+//!   only nexushub holds the write end and it never writes. It also opens its
+//!   own binary (`/proc/self/exe`, `O_PATH`), so that an upgrade of the file on
+//!   disk never changes what the watchdogs run. Before exec each child forks once
+//!   more, and that process execs the binary as `nexushub __watchdog APP_PID` (a
+//!   subcommand kept out of `--help`, `watchdog.rs`): no environment, the pipe's
+//!   read end as fd 0 and every other fd closed by the exec (then /dev/null on
+//!   its stdout and stderr, from std's start-up: it holds no socket or output
+//!   pipe open, and no copy of nexushub's memory: TLS key,
+//!   ticket keys, requests), every signal blocked (a normal stop's SIGTERM leaves
+//!   it watching). The app's exec waits for the watchdog's: a watchdog that
+//!   cannot exec fails the spawn (logged, retried with the backoff), so no app
+//!   runs unwatched. Named `nexushub-watch`, non-dumpable, a child of the app in
+//!   the app's group, it waits in `poll` for EOF on the pipe (nexushub is gone,
+//!   however it died) or a parent-death signal via signalfd (the app's main
+//!   process is gone). Either way it does `kill(0, SIGKILL)` on its own group and
+//!   exits; it refuses to start unless its group is the app's and fd 0 a pipe.
+//! - nexushub itself is non-dumpable (`PR_SET_DUMPABLE` 0, at start): no core
+//!   file, and no process of its user may ptrace it or read its memory or most of
+//!   `/proc/PID`. The apps' exec resets that: they are ordinary processes.
 //! - The parent-death signal follows the spawning *thread*: children are spawned
 //!   by the manager thread, which lives until they are all reaped.
 //!
@@ -133,6 +143,7 @@ mod lines;
 mod plan;
 mod slot;
 mod supervisor;
+pub mod watchdog;
 
 use std::io;
 use std::thread::{self, JoinHandle};

@@ -221,7 +221,33 @@ impl Nexus {
 
     /// As [`Nexus::start`], with extra command-line arguments after `--config FILE`.
     pub fn start_with_args(conf: &Conf, args: &[&str]) -> Nexus {
+        Nexus::launch(conf, args, None)
+    }
+
+    /// As [`Nexus::start`], running as user and group `uid` (the test must be
+    /// root to pick another user): its directory, config, certificate and key are
+    /// made readable to that user.
+    pub fn start_as(conf: &Conf, uid: u32) -> Nexus {
+        Nexus::launch(conf, &[], Some(uid))
+    }
+
+    fn launch(conf: &Conf, args: &[&str], uid: Option<u32>) -> Nexus {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
         let dir = TestDir::new("run");
+        let mut conf = conf.clone();
+        if uid.is_some() {
+            let readable = |p: &Path, mode: u32| {
+                fs::set_permissions(p, fs::Permissions::from_mode(mode))
+                    .unwrap_or_else(|e| panic!("chmod {p:?}: {e}"));
+            };
+            readable(dir.path(), 0o755);
+            for (key, name) in [("cert", "localhost.pem"), ("key", "localhost.key")] {
+                let copy = dir.copy_fixture(name);
+                readable(&copy, 0o644);
+                conf = conf.set(key, &copy.display().to_string());
+            }
+        }
         let config = dir.write(CONFIG_FILE, &conf.render());
         let mut cmd = Command::new(nexushub_bin());
         cmd.arg("run")
@@ -229,6 +255,9 @@ impl Nexus {
             .arg(&config)
             .args(args)
             .current_dir(dir.path());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
         let proc = Proc::spawn(cmd);
         // Its own line, not an app's output: a `command` app running whoami logs
         // `[INFO] [app] whoami listening on 127.0.0.1:PORT`, sometimes first.
@@ -245,6 +274,11 @@ impl Nexus {
     /// Starts with one app, `hello`, for [`HELLO`], upstream at `upstream`.
     pub fn hello(upstream: SocketAddr) -> Nexus {
         Nexus::start(&Conf::new().app("hello", HELLO, upstream))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// The port it listens on.
