@@ -155,7 +155,7 @@ mod tests {
 
     const SEED_REQUESTS: [&[u8]; 4] = [
         b"GET /a?b HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\nConnection: x, close\r\nx: 1\r\n\r\n",
-        b"POST http://a.example:8/p HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+        b"POST http://a.example:8/p HTTP/1.1\r\nHost: a.example:8\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
         b"PUT / HTTP/1.0\r\nHost: [::1]:9\r\nContent-Length: 12\r\nX-Forwarded-For: 1\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: b\r\nTE: trailers\r\nUpgrade: h2c\r\nCookie: a=\xc3\xa9\r\n\r\n",
     ];

@@ -225,7 +225,8 @@ pub fn parse_response(
     }
 
     let fields = headers::field_strs(parsed.headers)?;
-    let summary = headers::summarize(&fields, version)?;
+    let raw: Vec<(&str, &[u8])> = fields.iter().map(|&(n, v)| (n, v.as_bytes())).collect();
+    let summary = headers::summarize(&raw, version)?;
     let kept = fields
         .iter()
         .filter(|&&(name, _)| !(headers::is_hop_by_hop_or_framing(name) || summary.names(name)))
