@@ -432,3 +432,32 @@ fn absolute_form_authority_is_forwarded_as_host() {
         Some("Hello.localhost:443")
     );
 }
+
+#[test]
+fn obs_text_response_header_values_reach_the_client_byte_exact() {
+    // An old app's Latin-1 filename: nginx and HAProxy pass it; a 502 would not help.
+    let backend = Backend::http(|_| {
+        Reply::keep(
+            b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"caf\xe9.txt\"\r\n\
+              X-Raw: \xff\x80\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        )
+    });
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n");
+    let (raw, _) = c.read_until_close();
+    for field in [
+        &b"\r\nContent-Disposition: attachment; filename=\"caf\xe9.txt\"\r\n"[..],
+        b"\r\nX-Raw: \xff\x80\r\n",
+    ] {
+        assert!(
+            find(&raw, field).is_some(),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(field),
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    assert!(raw.starts_with(b"HTTP/1.1 200 "), "{raw:?}");
+    assert!(raw.ends_with(b"\r\n\r\nok"), "{raw:?}");
+}

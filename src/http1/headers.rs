@@ -16,8 +16,6 @@ pub(crate) const MAX_CONTENT_LENGTH_DIGITS: usize = 18;
 /// Why a header field's meaning was refused (shared by requests and responses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FieldError {
-    /// A value that is not valid UTF-8.
-    NonUtf8Value,
     /// `Content-Length` that is not 1 to 18 digits (lists included).
     InvalidContentLength,
     /// More than one `Content-Length` field.
@@ -54,19 +52,6 @@ impl FieldSummary<'_> {
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))
     }
-}
-
-/// Trims OWS and turns httparse's raw fields into `(name, value)` strings.
-pub(crate) fn field_strs<'a>(
-    raw: &[httparse::Header<'a>],
-) -> Result<Vec<(&'a str, &'a str)>, FieldError> {
-    raw.iter()
-        .map(|h| {
-            let value =
-                std::str::from_utf8(trim_ows(h.value)).map_err(|_| FieldError::NonUtf8Value)?;
-            Ok((h.name, value))
-        })
-        .collect()
 }
 
 /// Trims OWS from httparse's raw fields, keeping values as bytes: obs-text

@@ -121,7 +121,7 @@ pub enum RequestError {
     InvalidRequestLine,
     /// A field name that is not a token, or a line without a colon.
     InvalidHeaderName,
-    /// A field value with a forbidden byte (including bytes >= 0x80 that are not UTF-8).
+    /// A field value httparse refuses.
     InvalidHeaderValue,
     /// No `Host` field.
     MissingHost,
@@ -224,7 +224,6 @@ impl From<HeadError> for RequestError {
 impl From<FieldError> for RequestError {
     fn from(e: FieldError) -> Self {
         match e {
-            FieldError::NonUtf8Value => RequestError::InvalidHeaderValue,
             FieldError::InvalidContentLength => RequestError::InvalidContentLength,
             FieldError::MultipleContentLength => RequestError::MultipleContentLength,
             FieldError::UnsupportedTransferEncoding => RequestError::UnsupportedTransferEncoding,
