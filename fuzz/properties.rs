@@ -124,7 +124,7 @@ fn check_request(buf: &[u8]) -> Option<Request> {
             None
         }
         Err(e) => {
-            assert!(matches!(e.status(), 400 | 431), "{e:?}");
+            assert!(matches!(e.status(), 400 | 405 | 417 | 431), "{e:?}");
             assert!(!e.to_string().is_empty());
             if let Ok(Some(lax)) = &lenient {
                 // Only a Host problem may separate the two parsers.
@@ -161,17 +161,27 @@ fn check_accepted_request(buf: &[u8], req: &Request) {
         "target {:?}",
         req.target
     );
+    // RFC 3986's characters only, and never a fragment.
     assert!(
-        !req.target.bytes().any(|b| b <= b' ' || b == 0x7f),
+        req.target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)),
         "target {:?}",
         req.target
     );
+    assert!(req.method != "TRACE", "TRACE accepted");
     assert_eq!(host::normalize(&req.host_header).as_ref(), Ok(&req.host));
     assert_eq!(host::normalize(&req.host).as_ref(), Ok(&req.host));
+    let head = &buf[..req.head_len];
     for (name, value) in &req.headers {
         assert!(is_token(name), "field name {name:?}");
         assert!(!is_dropped_request_field(name), "kept {name:?}");
         assert_value_clean(value);
+        // Kept byte for byte, obs-text included: the value is in the head as sent.
+        assert!(
+            value.is_empty() || head.windows(value.len()).any(|w| w == value.as_slice()),
+            "{name}: {value:?} is not what was sent"
+        );
     }
     assert_value_clean(&req.host_header);
     if req.body == BodyFraming::Chunked {
@@ -193,17 +203,25 @@ fn check_accepted_request(buf: &[u8], req: &Request) {
     assert_eq!(wire.all("host"), [req.host_header.as_str()]);
     let forwarded_for = ip.to_canonical().to_string();
     assert_eq!(wire.all("x-forwarded-for"), [forwarded_for.as_str()]);
+    assert_eq!(wire.all("x-real-ip"), [forwarded_for.as_str()]);
+    for (name, _) in &wire.fields {
+        assert!(!name.contains('_'), "forwarded a name with '_': {name}");
+        assert!(
+            !name.eq_ignore_ascii_case("proxy-authorization"),
+            "forwarded Proxy-Authorization"
+        );
+    }
     assert_eq!(wire.all("x-forwarded-proto"), ["https"]);
     assert_eq!(wire.all("x-forwarded-host"), [req.host_header.as_str()]);
     assert_framing_fields(&wire, req.body);
-    // Exactly Host, the kept fields in order, our three, and the framing field: an
+    // Exactly Host, the kept fields in order, our four, and the framing field: an
     // injected line would show up here even if it were well-formed.
     let kept = &wire.fields[1..wire.fields.len().min(1 + req.headers.len())];
     assert!(same_fields(kept, &req.headers), "{:?}", wire.fields);
     let framing_fields = usize::from(req.body != BodyFraming::None);
     assert_eq!(
         wire.fields.len(),
-        1 + req.headers.len() + 3 + framing_fields,
+        1 + req.headers.len() + 4 + framing_fields,
         "{:?}",
         wire.fields
     );
@@ -234,13 +252,17 @@ fn check_accepted_request(buf: &[u8], req: &Request) {
 }
 
 /// Fields the parser must never keep for the backend: hop-by-hop, framing,
-/// edge-owned, Host and Expect.
+/// edge-owned, Host and Expect, a proxy's credentials, and any name with `_`
+/// (which CGI-style apps read as the `-` name it mimics).
 fn is_dropped_request_field(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     is_hop_by_hop_or_framing(&lower)
         || lower == "host"
         || lower == "expect"
         || lower == "forwarded"
+        || lower == "x-real-ip"
+        || lower == "proxy-authorization"
+        || lower.contains('_')
         || lower.starts_with("x-forwarded-")
 }
 
@@ -1070,17 +1092,19 @@ fn epoch_offset(secs: i64) -> SystemTime {
 struct WireHead<'a> {
     /// The first line, without its CRLF.
     start_line: &'a str,
-    /// The fields, value without the one SP after the colon.
-    fields: Vec<(&'a str, &'a str)>,
+    /// The fields, value without the one SP after the colon (bytes: a forwarded
+    /// value may carry obs-text).
+    fields: Vec<(&'a str, &'a [u8])>,
 }
 
 impl WireHead<'_> {
-    /// Every value of the field `name` (case-insensitive), in order.
+    /// Every value of the field `name` (case-insensitive), in order; for the fields
+    /// nexushub writes itself, which are ASCII.
     fn all(&self, name: &str) -> Vec<&str> {
         self.fields
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, v)| v)
+            .map(|&(_, v)| std::str::from_utf8(v).unwrap_or("<not UTF-8>"))
             .collect()
     }
 }
@@ -1090,10 +1114,7 @@ impl WireHead<'_> {
 /// `token: value`; at most one `Content-Length`, at most one `Transfer-Encoding`,
 /// never both.
 fn check_wire_head(out: &[u8]) -> WireHead<'_> {
-    let text = match std::str::from_utf8(out) {
-        Ok(text) => text,
-        Err(e) => panic!("head not UTF-8 ({e}): {:?}", String::from_utf8_lossy(out)),
-    };
+    let text = String::from_utf8_lossy(out);
     for (i, &b) in out.iter().enumerate() {
         match b {
             b'\r' => assert_eq!(out.get(i + 1), Some(&b'\n'), "bare CR at {i}: {text:?}"),
@@ -1103,24 +1124,35 @@ fn check_wire_head(out: &[u8]) -> WireHead<'_> {
             _ => {}
         }
     }
-    let Some(lines) = text.strip_suffix("\r\n\r\n") else {
+    let Some(lines) = out.strip_suffix(b"\r\n\r\n") else {
         panic!("head does not end in CRLF CRLF: {text:?}");
     };
-    let mut lines = lines.split("\r\n");
-    let start_line = lines.next().unwrap_or_default();
+    // CR only ever comes before LF (checked above), so splitting at CR finds lines.
+    let mut lines = lines.split(|&b| b == b'\r').enumerate().map(|(i, line)| {
+        if i == 0 {
+            line
+        } else {
+            &line[1..] // the LF of the CRLF before
+        }
+    });
+    let start_line = match std::str::from_utf8(lines.next().unwrap_or_default()) {
+        Ok(line) => line,
+        Err(e) => panic!("start line not UTF-8 ({e}): {text:?}"),
+    };
     let mut fields = Vec::new();
     for line in lines {
         assert!(!line.is_empty(), "empty line inside the head: {text:?}");
         assert!(
-            !line.starts_with([' ', '\t']),
+            !line.starts_with(b" ") && !line.starts_with(b"\t"),
             "obs-fold in our head: {text:?}"
         );
-        let Some((name, value)) = line.split_once(':') else {
-            panic!("field without a colon: {line:?}");
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            panic!("field without a colon: {:?}", String::from_utf8_lossy(line));
         };
+        let name = std::str::from_utf8(&line[..colon]).unwrap_or("<not UTF-8>");
         assert!(is_token(name), "field name {name:?}");
-        let Some(value) = value.strip_prefix(' ') else {
-            panic!("no SP after the colon: {line:?}");
+        let Some(value) = line[colon + 1..].strip_prefix(b" ") else {
+            panic!("no SP after the colon: {:?}", String::from_utf8_lossy(line));
         };
         fields.push((name, value));
     }
@@ -1136,13 +1168,14 @@ fn check_wire_head(out: &[u8]) -> WireHead<'_> {
     head
 }
 
-/// Whether the fields seen on the wire are `expected`, names and values, in order.
-fn same_fields(seen: &[(&str, &str)], expected: &[(String, String)]) -> bool {
+/// Whether the fields seen on the wire are `expected`, names and values (byte for
+/// byte), in order.
+fn same_fields<V: AsRef<[u8]>>(seen: &[(&str, &[u8])], expected: &[(String, V)]) -> bool {
     seen.len() == expected.len()
         && seen
             .iter()
             .zip(expected)
-            .all(|(&(n, v), (en, ev))| n == en && v == ev)
+            .all(|(&(n, v), (en, ev))| n == en && v == ev.as_ref())
 }
 
 /// The written request carries exactly the framing field its body calls for.
@@ -1161,14 +1194,15 @@ fn assert_framing_fields(wire: &WireHead<'_>, body: BodyFraming) {
 }
 
 /// A field value we hold may go into a header: no CR, LF or NUL, no edge whitespace.
-fn assert_value_clean(value: &str) {
+fn assert_value_clean(value: impl AsRef<[u8]>) {
+    let value = value.as_ref();
     assert!(
-        !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0),
+        !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
         "CR, LF or NUL in {value:?}"
     );
-    assert_eq!(
-        value.trim_matches([' ', '\t']),
-        value,
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    assert!(
+        !value.first().is_some_and(ows) && !value.last().is_some_and(ows),
         "untrimmed {value:?}"
     );
 }

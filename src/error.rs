@@ -93,9 +93,21 @@ pub struct Answer {
 
 impl ProxyError {
     /// The one place an error becomes a status code and a body.
+    ///
+    /// The body is for whoever sent the request, so it names the app and what went
+    /// wrong in its terms (an app's state, "not reachable") but never a backend
+    /// address, port, health path or OS error: those are for the operator, in the
+    /// log line ([`fmt::Display`]).
     pub fn answer(&self) -> Answer {
         let (status, text, close) = match self {
-            ProxyError::Request(e) => (e.status(), format!("bad request: {}", e.reason()), true),
+            ProxyError::Request(e) => {
+                let what = match e.status() {
+                    405 => "method not allowed",
+                    417 => "expectation failed",
+                    _ => "bad request",
+                };
+                (e.status(), format!("{what}: {}", e.reason()), true)
+            }
             ProxyError::RequestBody(e) => (400, format!("bad request: {e}"), true),
             ProxyError::NoRoute { host } => {
                 (404, format!("no app is configured for host {host}"), false)
@@ -107,28 +119,29 @@ impl ProxyError {
                 ),
                 false,
             ),
-            ProxyError::Unavailable { app, state, .. } => {
-                (503, format!("app {app} is not available: {state}"), false)
-            }
-            ProxyError::Connect { app, addr, source } => (
-                502,
-                format!("bad gateway: cannot connect to app {app} at {addr}: {source}"),
+            ProxyError::Unavailable { app, state, .. } => (
+                503,
+                format!("app {app} is not available: {}", public_state(state)),
                 false,
             ),
-            ProxyError::ConnectTimeout { app, addr } => (
+            ProxyError::Connect { app, .. } => (
+                502,
+                format!("bad gateway: cannot connect to app {app}"),
+                false,
+            ),
+            ProxyError::ConnectTimeout { app, .. } => (
                 504,
-                format!("gateway timeout: connecting to app {app} at {addr} timed out"),
+                format!("gateway timeout: connecting to app {app} timed out"),
                 false,
             ),
-            ProxyError::BackendIo { app, detail } => {
-                (502, format!("bad gateway: app {app} {detail}"), false)
-            }
-            ProxyError::BackendInvalid { app, source } => (
+            ProxyError::BackendIo { app, .. } => (
                 502,
-                format!(
-                    "bad gateway: app {app} sent an invalid response: {}",
-                    source.reason()
-                ),
+                format!("bad gateway: app {app} closed the connection without a response"),
+                false,
+            ),
+            ProxyError::BackendInvalid { app, .. } => (
+                502,
+                format!("bad gateway: app {app} sent an invalid response"),
                 false,
             ),
             ProxyError::BackendTimeout { app, timeout } => (
@@ -155,10 +168,43 @@ impl ProxyError {
     }
 }
 
+/// The part of an app's state a client may read: the state's name, and a
+/// countdown ("restarting in 4 s"), without the details the state carries for the
+/// log: why a health check failed (its path, an OS error), the port an instance
+/// never answered on, why it stopped.
+fn public_state(state: &str) -> &str {
+    let end = [" (", " on port "]
+        .iter()
+        .filter_map(|cut| state.find(cut))
+        .min()
+        .unwrap_or(state.len());
+    &state[..end]
+}
+
+/// The log line's text: the client's answer plus what it leaves out.
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let a = self.answer();
-        write!(f, "{} {}", a.status, a.text)
+        match self {
+            ProxyError::Unavailable { app, state, .. } => {
+                write!(f, "503 app {app} is not available: {state}")
+            }
+            ProxyError::Connect { app, addr, source } => {
+                write!(f, "502 cannot connect to app {app} at {addr}: {source}")
+            }
+            ProxyError::ConnectTimeout { app, addr } => {
+                write!(f, "504 connecting to app {app} at {addr} timed out")
+            }
+            ProxyError::BackendIo { app, detail } => write!(f, "502 app {app} {detail}"),
+            ProxyError::BackendInvalid { app, source } => write!(
+                f,
+                "502 app {app} sent an invalid response: {}",
+                source.reason()
+            ),
+            _ => {
+                let a = self.answer();
+                write!(f, "{} {}", a.status, a.text)
+            }
+        }
     }
 }
 
@@ -167,6 +213,110 @@ impl std::error::Error for ProxyError {
         match self {
             ProxyError::Connect { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::InstanceState;
+    use std::time::Instant;
+
+    fn app() -> Arc<str> {
+        Arc::from("shop")
+    }
+
+    /// What must never reach a client, and what must: (error, leaked, kept).
+    #[test]
+    fn gateway_bodies_keep_internals_for_the_log() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 8123).into();
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let os_text = refused.to_string();
+        let cases: Vec<(ProxyError, Vec<&str>, &str)> = vec![
+            (
+                ProxyError::Connect {
+                    app: app(),
+                    addr,
+                    source: refused,
+                },
+                vec!["127.0.0.1", "8123", &os_text],
+                "cannot connect to app shop",
+            ),
+            (
+                ProxyError::ConnectTimeout { app: app(), addr },
+                vec!["127.0.0.1", "8123"],
+                "connecting to app shop timed out",
+            ),
+            (
+                ProxyError::BackendIo {
+                    app: app(),
+                    detail: "reset (Connection reset by peer (os error 104))".into(),
+                },
+                vec!["os error", "reset by peer"],
+                "app shop closed the connection",
+            ),
+            (
+                ProxyError::BackendInvalid {
+                    app: app(),
+                    source: ResponseError::InvalidContentLength,
+                },
+                vec!["Content-Length"],
+                "app shop sent an invalid response",
+            ),
+        ];
+        for (error, leaked, kept) in cases {
+            let a = error.answer();
+            let log = error.to_string();
+            for secret in leaked {
+                assert!(!a.text.contains(secret), "{secret:?} in {:?}", a.text);
+                assert!(log.contains(secret), "{secret:?} not in the log: {log:?}");
+            }
+            assert!(a.text.contains(kept), "{:?}", a.text);
+        }
+    }
+
+    /// Every state an app can be in, as a 503 body: the state's name stays, the
+    /// details (health path, OS error, port) go to the log only.
+    #[test]
+    fn unavailable_body_keeps_the_state_only() {
+        let now = Instant::now();
+        let cases = [
+            (InstanceState::Starting, "starting"),
+            (
+                InstanceState::BackingOff {
+                    until: now + Duration::from_millis(3500),
+                },
+                "restarting in 4 s",
+            ),
+            (
+                InstanceState::Unhealthy(
+                    "health check /internal/healthz failed: Connection refused (os error 111)"
+                        .into(),
+                ),
+                "unhealthy",
+            ),
+            (
+                InstanceState::NeverReady { port: 8123 },
+                "never became ready",
+            ),
+            (InstanceState::Stopping, "stopping"),
+            (
+                InstanceState::Stopped("exited (exit status 1)".into()),
+                "stopped",
+            ),
+        ];
+        for (state, public) in cases {
+            let state = state.describe(now);
+            let error = ProxyError::Unavailable {
+                app: app(),
+                state: state.clone(),
+                retry_after_secs: 4,
+            };
+            let a = error.answer();
+            assert_eq!(a.text, format!("app shop is not available: {public}"));
+            assert_eq!((a.status, a.retry_after_secs), (503, Some(4)));
+            assert!(error.to_string().ends_with(&state), "{error}");
         }
     }
 }

@@ -699,7 +699,7 @@ mod tests {
             resp.headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
         }
 
         fn at_eof(&mut self) -> bool {

@@ -974,13 +974,13 @@ fn app_that_ignores_port_is_reported_in_the_log_and_the_503() {
         CHANGE_TIMEOUT,
     );
     // It is restarted; the 503 says why it is down (between restarts it says
-    // "restarting in N s", after one it names the new port).
+    // "restarting in N s"); the port is the operator's business, in the log only.
     let deadline = Instant::now() + CHANGE_TIMEOUT;
     let mut states = Vec::new();
     let said = loop {
         let r = get_fresh(&nexus, &h, "/");
         let state = assert_unavailable(&r, "deaf");
-        if state.starts_with("never became ready on port ") {
+        if state.starts_with("never became ready") {
             break state;
         }
         if states.last() != Some(&state) {
@@ -993,19 +993,7 @@ fn app_that_ignores_port_is_reported_in_the_log_and_the_503() {
         );
         thread::sleep(PACE);
     };
-    let named: u16 = said["never became ready on port ".len()..]
-        .parse()
-        .unwrap_or_else(|_| panic!("no port in {said:?}"));
-    let ports: Vec<u16> = nexus
-        .lines()
-        .iter()
-        .filter_map(|l| parse_started(l, "deaf"))
-        .map(|(_, p)| p)
-        .collect();
-    assert!(
-        ports.contains(&named),
-        "{said:?} names none of the ports it was started on: {ports:?}"
-    );
+    assert_eq!(said, "never became ready", "the 503 names a port");
     println!("app ignoring PORT: 503 said {said:?} (before: {states:?})");
 }
 

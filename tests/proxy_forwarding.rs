@@ -1,11 +1,17 @@
 //! What crosses the proxy and what does not: the backend gets HTTP/1.1 with `Host`
-//! unchanged, without hop-by-hop fields (and without the fields `Connection` names),
-//! without the client's `X-Forwarded-*`/`Forwarded`, and with nexushub's own
-//! `X-Forwarded-For/Proto/Host`; the response comes back without its hop-by-hop
-//! fields; everything end-to-end passes in order.
+//! unchanged (an absolute-form target's authority in its place), without hop-by-hop
+//! fields (and without the fields `Connection` names), without the client's
+//! `X-Forwarded-*`/`Forwarded`/`X-Real-IP`, `Proxy-Authorization` or any field whose
+//! name has `_`, and with nexushub's own `X-Forwarded-For/Proto/Host` and
+//! `X-Real-IP`; values pass byte for byte, obs-text included; the response comes
+//! back without its hop-by-hop fields; everything end-to-end passes in order.
+
+use std::time::Duration;
 
 use crate::support::backend::response;
-use crate::support::{Backend, Conf, Nexus, Reply, Seen, TlsClient, Whoami, WhoamiReport, HELLO};
+use crate::support::{
+    find, Backend, Conf, Nexus, Reply, Seen, TlsClient, Whoami, WhoamiReport, HELLO,
+};
 
 /// Request fields that must never reach a backend as the client sent them.
 const HOP_BY_HOP: &[&str] = &[
@@ -307,4 +313,151 @@ fn stale_pooled_backend_connection_is_retried_on_a_fresh_one() {
             r.summary()
         );
     }
+}
+
+#[test]
+fn header_names_with_underscores_never_reach_the_app() {
+    let whoami = Whoami::start();
+    let nexus = Nexus::hello(whoami.addr());
+    let mut c = nexus.client(HELLO);
+    // CGI, WSGI and Rack read `X_Forwarded_For` as HTTP_X_FORWARDED_FOR: had it
+    // passed, it would stand beside (or before) the edge's own field.
+    c.send(
+        b"GET /u HTTP/1.1\r\nHost: hello.localhost\r\n\
+          X_Forwarded_For: 203.0.113.9\r\n\
+          X_Real_IP: 203.0.113.9\r\n\
+          X_Forwarded_Proto: http\r\n\
+          Transfer_Encoding: chunked\r\n\
+          my_header: 1\r\n\
+          X-Kept: 2\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    let report = WhoamiReport::parse(&r.text());
+    let names: Vec<&str> = report.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
+    assert!(!r.text().contains("203.0.113.9"), "{}", r.text());
+    assert_eq!(report.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(report.header("x-kept"), Some("2"));
+    assert_eq!(report.body_len, 0);
+}
+
+#[test]
+fn client_x_real_ip_is_replaced_by_the_client_address() {
+    let whoami = Whoami::start();
+    let nexus = Nexus::hello(whoami.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\
+          X-Real-IP: 203.0.113.9\r\nx-real-ip: 10.0.0.1\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    let report = WhoamiReport::parse(&r.text());
+    let real: Vec<&str> = report
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-real-ip"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(real, ["127.0.0.1"], "{}", r.text());
+}
+
+#[test]
+fn proxy_authorization_never_reaches_the_app() {
+    let whoami = Whoami::start();
+    let nexus = Nexus::hello(whoami.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\
+          Proxy-Authorization: Basic cHJveHk6c2VjcmV0\r\n\
+          Authorization: Bearer app-token\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    let report = WhoamiReport::parse(&r.text());
+    assert_eq!(report.header("proxy-authorization"), None, "{}", r.text());
+    assert!(!r.text().contains("cHJveHk6c2VjcmV0"), "{}", r.text());
+    assert_eq!(report.header("authorization"), Some("Bearer app-token"));
+}
+
+#[test]
+fn obs_text_header_values_reach_the_app_byte_exact() {
+    let whoami = Whoami::start();
+    let nexus = Nexus::hello(whoami.addr());
+    let mut c = nexus.client(HELLO);
+    // Latin-1 as old clients send it, a lone UTF-8 lead byte, and 0xFF: opaque data.
+    c.send(
+        b"GET /obs HTTP/1.1\r\nHost: hello.localhost\r\n\
+          X-Name: Jos\xe9 \xff\x80\r\n\
+          User-Agent: agent\xc3 \xa0\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    for field in [
+        &b"\nX-Name: Jos\xe9 \xff\x80\n"[..],
+        b"\nUser-Agent: agent\xc3 \xa0\n",
+    ] {
+        assert!(
+            find(&r.body, field).is_some(),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(field),
+            r.text()
+        );
+    }
+    // The access log has the request, and none of those bytes raw.
+    nexus.wait_log(r#""GET /obs" 200 "#, Duration::from_secs(5));
+    let log = nexus.dump();
+    assert!(
+        !log.contains('\u{fffd}') && !log.contains("Jos"),
+        "header bytes in the log: {log}"
+    );
+}
+
+#[test]
+fn absolute_form_authority_is_forwarded_as_host() {
+    let whoami = Whoami::start();
+    let nexus = Nexus::hello(whoami.addr());
+    let mut c = nexus.client(HELLO);
+    // Same origin (https's default port is 443), written two ways: the target's
+    // authority is what the app is asked for (RFC 9112 3.2.2).
+    c.send(b"GET https://Hello.localhost:443/abs HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    let report = WhoamiReport::parse(&r.text());
+    assert_eq!(report.request_line, "GET /abs HTTP/1.1");
+    assert_eq!(report.header("host"), Some("Hello.localhost:443"));
+    assert_eq!(
+        report.header("x-forwarded-host"),
+        Some("Hello.localhost:443")
+    );
+}
+
+#[test]
+fn obs_text_response_header_values_reach_the_client_byte_exact() {
+    // An old app's Latin-1 filename: nginx and HAProxy pass it; a 502 would not help.
+    let backend = Backend::http(|_| {
+        Reply::keep(
+            b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"caf\xe9.txt\"\r\n\
+              X-Raw: \xff\x80\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        )
+    });
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n");
+    let (raw, _) = c.read_until_close();
+    for field in [
+        &b"\r\nContent-Disposition: attachment; filename=\"caf\xe9.txt\"\r\n"[..],
+        b"\r\nX-Raw: \xff\x80\r\n",
+    ] {
+        assert!(
+            find(&raw, field).is_some(),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(field),
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    assert!(raw.starts_with(b"HTTP/1.1 200 "), "{raw:?}");
+    assert!(raw.ends_with(b"\r\n\r\nok"), "{raw:?}");
 }

@@ -1,6 +1,6 @@
-//! Request smuggling and ambiguous framing (issue 4): each case sends its raw
+//! Request smuggling and ambiguous framing: each case sends its raw
 //! bytes over TLS in one write, followed by a would-be smuggled request, and
-//! checks the 400 (or 431), the `Connection: close`, the close itself, and that
+//! checks the 4xx, the `Connection: close`, the close itself, and that
 //! the backend received not one byte: the framing decision happens before
 //! anything is forwarded, and the second request is never parsed.
 
@@ -156,6 +156,32 @@ refused! {
     connect_method: 400, b"CONNECT hello.localhost:443 HTTP/1.1\r\nHost: hello.localhost:443\r\n\r\n";
     asterisk_with_get: 400, b"GET * HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
     h2c_preface: 400, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // Targets an app could split differently from us.
+    target_fragment: 400, b"GET /a#b HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    target_raw_utf8: 400, b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    target_raw_quote: 400, b"GET /a\"b HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    absolute_form_other_port: 400, b"GET https://hello.localhost:8443/ HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    // Answered by nexushub, never forwarded.
+    trace_method: 405, b"TRACE / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    unknown_expectation: 417, b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nExpect: 100-continue2\r\nContent-Length: 5\r\n\r\nhello";
+}
+
+#[test]
+fn underscore_framing_names_are_dropped_not_obeyed() {
+    // `Transfer_Encoding` is no framing field to us, and an app that reads `_` as
+    // `-` never sees it: the body is framed by Content-Length alone, both sides.
+    let backend = Backend::echo_target();
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"POST /u HTTP/1.1\r\nHost: hello.localhost\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\nContent-Length: 5\r\n\r\nhello");
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    let seen = backend.only();
+    let head = seen.head_text();
+    assert!(!head.contains('_'), "{head}");
+    assert_eq!(seen.headers_named("content-length"), ["5"], "{head}");
+    assert_eq!((seen.body.as_slice(), seen.chunked), (&b"hello"[..], false));
+    assert_eq!(c.get(HELLO, "/next").status(), 200);
 }
 
 #[test]

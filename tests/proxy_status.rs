@@ -1,8 +1,11 @@
 //! Every status code nexushub answers by itself (SPEC, "Behaviour on the wire"), each
-//! from its real cause: malformed requests (400, then close), an oversized head (431,
-//! then close), an unknown host (404), SNI naming another host (421), an app with no
-//! healthy instance (503 with Retry-After), a backend that closes, resets or babbles
-//! (502), and one that stays silent past `backend_timeout` (504).
+//! from its real cause: malformed requests (400, then close), `TRACE` (405), an
+//! expectation other than 100-continue (417), an oversized head (431, then close),
+//! an unknown host (404), SNI naming another host (421), an app with no healthy
+//! instance (503 with Retry-After), a backend that closes, resets or babbles (502),
+//! and one that stays silent past `backend_timeout` (504). The 5xx bodies say what
+//! happened in the app's terms; addresses, ports, OS errors and health-check details
+//! stay in the log.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -41,16 +44,21 @@ fn assert_local(r: &Response, status: u16, says: &str) {
 /// 200, and checks the 400: a reason in the body, `Connection: close`, the connection
 /// closed, and (unless the request's head was valid) nothing reached the backend.
 fn assert_rejected_400(request: &[u8], head_is_valid: bool) {
+    assert_rejected(request, head_is_valid, 400, "");
+}
+
+/// [`assert_rejected_400`] for any status, whose body says `says`.
+fn assert_rejected(request: &[u8], head_is_valid: bool, status: u16, says: &str) {
     let backend = Backend::ok("backend reached");
     let nexus = Nexus::hello(backend.addr());
     let mut c = nexus.client(HELLO);
     c.send(request);
     let r = c.response();
-    assert_eq!(r.status(), 400, "{}\n{}", r.summary(), nexus.dump());
-    assert_local(&r, 400, "");
+    assert_eq!(r.status(), status, "{}\n{}", r.summary(), nexus.dump());
+    assert_local(&r, status, says);
     assert!(
         r.head.says_close(),
-        "400 should say Connection: close: {}",
+        "{status} should say Connection: close: {}",
         r.summary()
     );
     c.expect_closed();
@@ -128,6 +136,72 @@ fn transfer_encoding_other_than_chunked_gets_400_and_close() {
         b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nTransfer-Encoding: gzip\r\n\r\nhello",
         false,
     );
+}
+
+#[test]
+fn trace_gets_405_and_never_reaches_the_app() {
+    // TRACE echoes the request, cookies and credentials included (cross-site tracing).
+    assert_rejected(
+        b"TRACE / HTTP/1.1\r\nHost: hello.localhost\r\nCookie: session=secret\r\n\r\n",
+        false,
+        405,
+        "TRACE",
+    );
+}
+
+#[test]
+fn unknown_expectation_gets_417_not_400() {
+    for expect in ["200-ok", "100-continue, x-other", "Foo"] {
+        let request = format!(
+            "PUT / HTTP/1.1\r\nHost: hello.localhost\r\nExpect: {expect}\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        assert_rejected(request.as_bytes(), false, 417, "100-continue");
+    }
+}
+
+#[test]
+fn expect_100_continue_in_any_case_is_honoured() {
+    let backend = Backend::ok("ok");
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(b"PUT / HTTP/1.1\r\nHost: hello.localhost\r\nExpect: 100-CONTINUE\r\nContent-Length: 5\r\n\r\n");
+    let interim = c.head();
+    assert_eq!(interim.status, 100, "{}", interim.raw);
+    c.send(b"hello");
+    let r = c.response();
+    assert_eq!(r.status(), 200, "{}", r.summary());
+    assert_eq!(backend.only().body, b"hello");
+}
+
+#[test]
+fn target_with_bytes_outside_rfc3986_gets_400_and_close() {
+    for target in [
+        &b"/page#fragment"[..],
+        b"https://hello.localhost/p#f",
+        b"/caf\xc3\xa9",
+        b"/\xff",
+        b"/a\"b",
+        b"/a<b>",
+        b"/a{b}",
+        b"/a\\b",
+    ] {
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+        assert_rejected(&request, false, 400, "invalid request target");
+    }
+}
+
+#[test]
+fn absolute_form_port_other_than_hosts_gets_400_and_close() {
+    for (target, host) in [
+        ("https://hello.localhost:8443/", "hello.localhost"),
+        ("https://hello.localhost/", "hello.localhost:8443"),
+        ("http://hello.localhost/", "hello.localhost:443"),
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert_rejected(request.as_bytes(), false, 400, "does not match");
+    }
 }
 
 #[test]
@@ -300,6 +374,69 @@ fn backend_resetting_the_connection_gets_502() {
     let nexus = Nexus::hello(backend.addr());
     let r = nexus.client(HELLO).get(HELLO, "/");
     assert_local(&r, 502, "bad gateway");
+}
+
+/// Asserts a 5xx body names none of `internals`, and the log has each of them.
+fn assert_internals_logged_not_sent(nexus: &Nexus, r: &Response, internals: &[&str]) {
+    for detail in internals {
+        assert!(
+            !contains_ci(&r.text(), detail),
+            "{detail:?} sent to the client: {}",
+            r.summary()
+        );
+        nexus.wait_log(detail, Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn gateway_errors_keep_os_errors_and_addresses_in_the_log() {
+    let backend = Backend::resetting();
+    let port = backend.addr().port().to_string();
+    let nexus = Nexus::hello(backend.addr());
+    let r = nexus.client(HELLO).get(HELLO, "/");
+    assert_local(&r, 502, "app hello");
+    // The reset's OS error, in the log line only.
+    assert_internals_logged_not_sent(&nexus, &r, &["os error", "reset"]);
+    assert!(!r.text().contains(&port), "{}", r.summary());
+
+    let backend = Backend::garbage();
+    let nexus = Nexus::hello(backend.addr());
+    let r = nexus.client(HELLO).get(HELLO, "/");
+    assert_local(&r, 502, "invalid response");
+    let line = nexus.wait_log("sent an invalid response", Duration::from_secs(5));
+    let why = line.rsplit(": ").next().unwrap_or_default().trim();
+    assert!(!why.is_empty(), "no reason in the log: {line}");
+    assert!(
+        !contains_ci(&r.text(), why),
+        "{why:?} sent: {}",
+        r.summary()
+    );
+}
+
+#[test]
+fn unavailable_app_503_says_its_state_not_its_health_check() {
+    // Answers, but never healthily: the health check's path and what it got stay
+    // in the log; the state's name reaches the client.
+    let backend = Backend::http(|_| Reply::keep(response(500, &[], b"sick")));
+    let port = backend.addr().port().to_string();
+    let nexus = Nexus::start(
+        &Conf::new()
+            .down_app("hello", HELLO, backend.addr())
+            .app_key("health", "/internal-health-probe"),
+    );
+    nexus.wait_log("unhealthy at", Duration::from_secs(10));
+    let mut c = nexus.client(HELLO);
+    // The route is published just after the state's log line: a few tries at most.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = c.get(HELLO, "/");
+        if r.text().contains("unhealthy") || Instant::now() > deadline {
+            break r;
+        }
+    };
+    assert_local(&r, 503, "app hello is not available: unhealthy");
+    assert!(r.header("retry-after").is_some(), "{}", r.summary());
+    assert_internals_logged_not_sent(&nexus, &r, &["internal-health-probe", &port]);
 }
 
 #[test]

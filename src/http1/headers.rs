@@ -16,8 +16,6 @@ pub(crate) const MAX_CONTENT_LENGTH_DIGITS: usize = 18;
 /// Why a header field's meaning was refused (shared by requests and responses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FieldError {
-    /// A value that is not valid UTF-8.
-    NonUtf8Value,
     /// `Content-Length` that is not 1 to 18 digits (lists included).
     InvalidContentLength,
     /// More than one `Content-Length` field.
@@ -56,34 +54,38 @@ impl FieldSummary<'_> {
     }
 }
 
-/// Trims OWS and turns httparse's raw fields into `(name, value)` strings.
-pub(crate) fn field_strs<'a>(
-    raw: &[httparse::Header<'a>],
-) -> Result<Vec<(&'a str, &'a str)>, FieldError> {
-    raw.iter()
-        .map(|h| {
-            let value =
-                std::str::from_utf8(trim_ows(h.value)).map_err(|_| FieldError::NonUtf8Value)?;
-            Ok((h.name, value))
-        })
-        .collect()
+/// Trims OWS from httparse's raw fields, keeping values as bytes: obs-text
+/// (0x80-0xFF) is opaque data (RFC 9110 §5.5), passed on as it came. The head scan
+/// has already refused every control byte but HTAB.
+pub(crate) fn field_bytes<'a>(raw: &[httparse::Header<'a>]) -> Vec<(&'a str, &'a [u8])> {
+    raw.iter().map(|h| (h.name, trim_ows(h.value))).collect()
 }
 
-/// Reads framing and `Connection` from the fields of one head.
+/// Reads framing and `Connection` from the fields of one head. Values are bytes
+/// (a request's may carry obs-text); the fields read here must be ASCII, so a byte
+/// >= 0x80 in one of them is that field's error.
 pub(crate) fn summarize<'a>(
-    fields: &[(&'a str, &'a str)],
+    fields: &[(&'a str, &'a [u8])],
     version: Version,
 ) -> Result<FieldSummary<'a>, FieldError> {
     let mut summary = FieldSummary::default();
     let mut transfer_encodings = 0usize;
     for &(name, value) in fields {
+        let ascii = |error| {
+            std::str::from_utf8(value)
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or(error)
+        };
         if name.eq_ignore_ascii_case("content-length") {
+            let value = ascii(FieldError::InvalidContentLength)?;
             if summary.content_length.is_some() {
                 return Err(FieldError::MultipleContentLength);
             }
             summary.content_length =
                 Some(parse_content_length(value).ok_or(FieldError::InvalidContentLength)?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let value = ascii(FieldError::UnsupportedTransferEncoding)?;
             transfer_encodings += 1;
             // Only a lone `chunked`: a list ("gzip, chunked") or a second field is a
             // coding we would have to undo, and the classic smuggling vector.
@@ -92,6 +94,7 @@ pub(crate) fn summarize<'a>(
             }
             summary.chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
+            let value = ascii(FieldError::InvalidConnection)?;
             for option in value.split(',') {
                 let option = option.trim_matches([' ', '\t']);
                 if option.is_empty() {
@@ -147,12 +150,25 @@ pub(crate) fn is_hop_by_hop_or_framing(name: &str) -> bool {
 }
 
 /// Request fields nexushub owns as the edge: the client may not set them for the app.
+/// `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` are written by
+/// [`super::write_backend_request`]; any other `X-Forwarded-*` and `Forwarded` are
+/// dropped so that an app never reads a client's claim as the edge's.
 pub(crate) fn is_edge_owned(name: &str) -> bool {
     name.eq_ignore_ascii_case("forwarded")
+        || name.eq_ignore_ascii_case("x-real-ip")
         || name
             .as_bytes()
             .get(..12)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"x-forwarded-"))
+}
+
+/// Request fields never passed to an app, whatever the app would do with them:
+/// - a name with `_`: CGI, WSGI, Rack and others map `_` and `-` to the same
+///   variable, so `X_Forwarded_For` or `X_Real_IP` would pass for what the edge
+///   sets (nginx drops these by default too);
+/// - `Proxy-Authorization`: credentials for a proxy, not for the app behind it.
+pub(crate) fn is_never_forwarded(name: &str) -> bool {
+    name.contains('_') || name.eq_ignore_ascii_case("proxy-authorization")
 }
 
 /// RFC 9110 `token`: one or more tchar.
@@ -183,15 +199,24 @@ pub(crate) fn trim_ows(value: &[u8]) -> &[u8] {
 /// let a value start a new header or end the head (injection). Parsed input cannot
 /// get here unchecked, so a panic means a bug in nexushub.
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    write_header_bytes(out, name, value.as_bytes());
+}
+
+/// [`write_header`] for a value that may hold obs-text (bytes 0x80-0xFF), written
+/// as it came.
+///
+/// # Panics
+/// As [`write_header`].
+pub(crate) fn write_header_bytes(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     assert!(is_token(name), "header name is not a token: {name:?}");
     assert!(
-        !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0),
+        !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
         "CR, LF or NUL in value of header {name}"
     );
     out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -202,11 +227,15 @@ pub(crate) fn write_content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `X-Forwarded-For: IP\r\n`, an IPv4-mapped IPv6 address as IPv4.
-/// The value is digits, dots, colons and hex letters by construction.
-pub(crate) fn write_forwarded_for(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+/// Appends `X-Forwarded-For: IP\r\nX-Real-IP: IP\r\n`, an IPv4-mapped IPv6
+/// address as IPv4. The values are digits, dots, colons and hex letters by
+/// construction.
+pub(crate) fn write_client_address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    let ip = ip.to_canonical();
     out.extend_from_slice(b"X-Forwarded-For: ");
-    push_ip(out, ip.to_canonical());
+    push_ip(out, ip);
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
+    push_ip(out, ip);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -222,7 +251,8 @@ mod tests {
     fn summary(
         fields: &[(&'static str, &'static str)],
     ) -> Result<FieldSummary<'static>, FieldError> {
-        summarize(fields, Version::Http11)
+        let fields: Vec<(&str, &[u8])> = fields.iter().map(|&(n, v)| (n, v.as_bytes())).collect();
+        summarize(&fields, Version::Http11)
     }
 
     #[test]
@@ -281,7 +311,7 @@ mod tests {
 
     #[test]
     fn transfer_encoding_on_http10() {
-        let r = summarize(&[("Transfer-Encoding", "chunked")], Version::Http10);
+        let r = summarize(&[("Transfer-Encoding", b"chunked")], Version::Http10);
         assert_eq!(r.err(), Some(FieldError::TransferEncodingHttp10));
     }
 
@@ -339,9 +369,46 @@ mod tests {
         ] {
             assert!(is_edge_owned(name), "{name}");
         }
-        for name in ["X-Forwarded", "Forwarded-For", "X-Real-IP"] {
+        for name in ["X-Forwarded", "Forwarded-For", "X-Real-IP-2"] {
             assert!(!is_edge_owned(name), "{name}");
         }
+    }
+
+    #[test]
+    fn never_forwarded_names() {
+        for name in [
+            "X_Forwarded_For",
+            "Transfer_Encoding",
+            "x_real_ip",
+            "_",
+            "A_",
+            "Proxy-Authorization",
+            "PROXY-AUTHORIZATION",
+        ] {
+            assert!(is_never_forwarded(name), "{name}");
+        }
+        for name in ["X-Real-IP", "Authorization", "Proxy-Authenticate", "X-A"] {
+            assert!(!is_never_forwarded(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn framing_fields_with_obs_text() {
+        let cases: [(&str, &[u8], FieldError); 3] = [
+            ("Content-Length", b"1\xb2", FieldError::InvalidContentLength),
+            (
+                "Transfer-Encoding",
+                b"chunked\xa0",
+                FieldError::UnsupportedTransferEncoding,
+            ),
+            ("Connection", b"\xc3\xa9", FieldError::InvalidConnection),
+        ];
+        for (name, value, want) in cases {
+            let r = summarize(&[(name, value)], Version::Http11);
+            assert_eq!(r.err(), Some(want), "{name}");
+        }
+        let s = summarize(&[("X-A", b"\xff\x80")], Version::Http11);
+        assert!(s.is_ok());
     }
 
     #[test]
@@ -355,11 +422,14 @@ mod tests {
     fn header_golden() {
         let mut out = Vec::new();
         write_header(&mut out, "X-A", "b\tc");
+        write_header_bytes(&mut out, "X-B", b"caf\xe9");
         write_content_length(&mut out, 10);
         write_chunked(&mut out);
+        write_client_address(&mut out, "::ffff:192.0.2.1".parse().unwrap());
         assert_eq!(
             out,
-            b"X-A: b\tc\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n"
+            b"X-A: b\tc\r\nX-B: caf\xe9\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\
+              X-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\n"
         );
     }
 

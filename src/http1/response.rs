@@ -37,8 +37,9 @@ pub struct Response {
     /// Reason phrase as sent (empty if it was empty or not valid UTF-8).
     pub reason: String,
     /// End-to-end fields to pass to the client, in order: hop-by-hop fields, those
-    /// named in `Connection`, and `Content-Length` removed.
-    pub headers: Vec<(String, String)>,
+    /// named in `Connection`, and `Content-Length` removed. Values are bytes as sent
+    /// (OWS trimmed), obs-text included (a Latin-1 `Content-Disposition` filename).
+    pub headers: Vec<(String, Vec<u8>)>,
     /// `Content-Length` as declared (echoed on HEAD and 304 answers).
     pub content_length: Option<u64>,
     /// How to read the body from the backend.
@@ -85,7 +86,7 @@ pub enum ResponseError {
     InvalidStatusLine,
     /// A field name that is not a token, or a line without a colon.
     InvalidHeaderName,
-    /// A field value with a forbidden byte (including bytes >= 0x80 that are not UTF-8).
+    /// A field value httparse refuses.
     InvalidHeaderValue,
     /// `Content-Length` that is not 1 to 18 digits.
     InvalidContentLength,
@@ -170,7 +171,6 @@ impl From<HeadError> for ResponseError {
 impl From<FieldError> for ResponseError {
     fn from(e: FieldError) -> Self {
         match e {
-            FieldError::NonUtf8Value => ResponseError::InvalidHeaderValue,
             FieldError::InvalidContentLength => ResponseError::InvalidContentLength,
             FieldError::MultipleContentLength => ResponseError::MultipleContentLength,
             FieldError::UnsupportedTransferEncoding => ResponseError::UnsupportedTransferEncoding,
@@ -224,12 +224,12 @@ pub fn parse_response(
         return Err(ResponseError::InvalidStatus);
     }
 
-    let fields = headers::field_strs(parsed.headers)?;
+    let fields = headers::field_bytes(parsed.headers);
     let summary = headers::summarize(&fields, version)?;
     let kept = fields
         .iter()
         .filter(|&&(name, _)| !(headers::is_hop_by_hop_or_framing(name) || summary.names(name)))
-        .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+        .map(|&(n, v)| (n.to_owned(), v.to_vec()))
         .collect();
 
     let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
@@ -321,7 +321,7 @@ pub fn write_client_response_head(
         if framing_field {
             continue;
         }
-        headers::write_header(out, name, value);
+        headers::write_header_bytes(out, name, value);
     }
     match framing {
         ClientFraming::Length(n) => headers::write_content_length(out, n),
@@ -369,7 +369,7 @@ mod tests {
     fn fields(r: &Response) -> Vec<(&str, &str)> {
         r.headers
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (n.as_str(), std::str::from_utf8(v).unwrap_or("<not UTF-8>")))
             .collect()
     }
 
@@ -642,11 +642,33 @@ mod tests {
         }
     }
 
+    /// obs-text passes to the client byte for byte (a Latin-1 filename from an old
+    /// app); framing fields must still be ASCII.
     #[test]
-    fn reject_non_utf8_value() {
+    fn obs_text_values_kept_byte_exact() {
+        let r = ok(b"HTTP/1.1 200 OK\r\nContent-Disposition: a; filename=caf\xe9\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(
-            err(b"HTTP/1.1 200 OK\r\nContent-Disposition: a; filename=\xe9\r\n\r\n"),
-            ResponseError::InvalidHeaderValue
+            r.headers,
+            [(
+                "Content-Disposition".to_owned(),
+                b"a; filename=caf\xe9".to_vec()
+            )]
+        );
+        let mut out = Vec::new();
+        write_client_response_head(
+            &mut out,
+            &r,
+            ClientFraming::Length(0),
+            Version::Http11,
+            true,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Disposition: a; filename=caf\xe9\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nContent-Length: 1\xb9\r\n\r\n"),
+            ResponseError::InvalidContentLength
         );
     }
 
