@@ -254,11 +254,6 @@ impl Exchange {
         }
     }
 
-    /// Whether the request has body bytes to send.
-    fn has_body(&self) -> bool {
-        !matches!(self.req.body, BodyFraming::None | BodyFraming::Length(0))
-    }
-
     /// What the exchange waits for while parked.
     pub fn waiting(&self) -> Option<Waiting> {
         self.waiting
@@ -459,7 +454,7 @@ impl Exchange {
                     app: self.app.clone(),
                     addr: self.addr,
                 },
-                body_read: !self.has_body(),
+                body_read: !self.req.has_body(),
             },
             _ => Failure::Answer {
                 error: ProxyError::BackendTimeout {
@@ -480,7 +475,7 @@ impl Exchange {
         st: &mut WorkerState,
         pooled: bool,
     ) -> Result<(BackendConn, Option<Vec<u8>>), Failure> {
-        let has_body = self.has_body();
+        let has_body = self.req.has_body();
         if let Some(mut be) = pooled.then(|| st.pool.take(self.addr)).flatten() {
             // A failed send queued nothing: the app never saw this request, so
             // a fresh connection is safe whatever the method.
@@ -527,7 +522,7 @@ impl Exchange {
         live: &mut Live,
         st: &mut WorkerState,
     ) -> Result<Option<Stage>, Failure> {
-        let has_body = self.has_body();
+        let has_body = self.req.has_body();
         match live.backend.finish_connect() {
             Ok(false) => return Ok(None),
             Ok(true) => {}
@@ -563,7 +558,7 @@ impl Exchange {
         reused: bool,
         head_left: bool,
     ) -> Result<Stage, Failure> {
-        if !self.has_body() {
+        if !self.req.has_body() {
             if head_left {
                 // An upload of no body bytes: it sends what is left of the head.
                 return Ok(Stage::Upload {
@@ -572,7 +567,7 @@ impl Exchange {
                 });
             }
             return Ok(Stage::AwaitHead {
-                retryable: reused && idempotent(&self.req.method),
+                retryable: reused && self.req.is_idempotent(),
             });
         }
         let req = &self.req;
@@ -957,16 +952,6 @@ fn download(
     }
 }
 
-/// Whether a request may be sent twice with the effect of once (RFC 9110
-/// §9.2.2): the only ones retried on a fresh connection. `POST`, `PATCH` and
-/// methods we do not know never are: the app may have acted on the first.
-fn idempotent(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    )
-}
-
 fn backend_io(app: &Arc<str>, detail: String, body_read: bool) -> Failure {
     Failure::Answer {
         error: ProxyError::BackendIo {
@@ -1086,31 +1071,6 @@ fn read_more(be: &mut BackendConn, st: &mut WorkerState) -> std::io::Result<More
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(More::NotYet),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::idempotent;
-
-    #[test]
-    fn only_idempotent_methods_are_retried() {
-        for (method, retried) in [
-            ("GET", true),
-            ("HEAD", true),
-            ("OPTIONS", true),
-            ("TRACE", true),
-            ("PUT", true),
-            ("DELETE", true),
-            ("POST", false),
-            ("PATCH", false),
-            ("CONNECT", false),
-            ("PROPFIND", false),
-            // Methods are case-sensitive: this is not GET.
-            ("get", false),
-        ] {
-            assert_eq!(idempotent(method), retried, "{method}");
         }
     }
 }

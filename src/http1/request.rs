@@ -64,8 +64,11 @@ impl Request {
         self.method == "HEAD"
     }
 
-    /// Whether the method is idempotent (RFC 9110 §9.2.2): such a request may be
-    /// retried on a fresh backend connection even after its body was sent.
+    /// Whether the method is idempotent (RFC 9110 §9.2.2): sending it twice has
+    /// the effect of once. Only such a request, and only without a body, is
+    /// retried on a fresh backend connection; `POST`, `PATCH` and methods we do
+    /// not know never are (the app may have acted on the first). Case-sensitive:
+    /// `get` is not `GET`.
     pub fn is_idempotent(&self) -> bool {
         matches!(
             self.method.as_str(),
@@ -617,6 +620,24 @@ mod tests {
         assert_eq!(r.body, BodyFraming::Length(11));
         assert_eq!(r.head_len, 49);
         assert!(r.has_body() && !r.is_idempotent());
+    }
+
+    #[test]
+    fn only_idempotent_methods_count_as_idempotent() {
+        for (method, idempotent) in [
+            ("GET", true),
+            ("HEAD", true),
+            ("OPTIONS", true),
+            ("PUT", true),
+            ("DELETE", true),
+            ("POST", false),
+            ("PATCH", false),
+            ("PROPFIND", false),
+            ("MKCOL", false),
+        ] {
+            let r = ok(format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            assert_eq!(r.is_idempotent(), idempotent, "{method}");
+        }
     }
 
     #[test]
