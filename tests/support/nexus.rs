@@ -257,6 +257,22 @@ impl Nexus {
         TlsClient::connect(self.port, sni)
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Stops reading its stdout and stderr, as a stuck log reader would (see
+    /// [`Proc::stall_output`]).
+    pub fn stall_output(&self) {
+        self.proc.stall_output();
+    }
+
+    /// Reads its output again.
+    pub fn resume_output(&self) {
+        self.proc.resume_output();
+    }
+
     /// Its temp directory (holding the config file).
     pub fn dir(&self) -> &TestDir {
         &self.dir
