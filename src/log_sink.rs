@@ -232,7 +232,11 @@ impl Sink {
     /// shutdown). True when they were written.
     pub fn flush(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        let mut p = self.pending.lock();
+        // Bounded even here: a panic hook flushes, and the panic may have come
+        // from a thread holding the lock.
+        let Some(mut p) = self.pending.try_lock_until(deadline) else {
+            return false;
+        };
         p.urgent = true;
         self.wake.notify_one();
         while !p.bytes.is_empty() || p.dropped > 0 || p.writing {
