@@ -134,15 +134,25 @@ impl Sink {
     }
 
     /// Appends formatted lines (each ending in `\n`), with `cap` bytes waiting
-    /// as the point where [`Overflow`] decides (at most [`MAX_PENDING_BYTES`]).
-    /// Wakes the writer when it has work. An error is one of a write this call
-    /// had to make ([`Overflow::WriteThrough`]).
+    /// as the point where [`Overflow`] decides (at most [`MAX_PENDING_BYTES`]),
+    /// to be written within [`FLUSH_INTERVAL`]. An error is one of a write this
+    /// call had to make ([`Overflow::WriteThrough`]).
     pub fn push(&self, lines: &[u8], cap: usize) -> io::Result<()> {
+        self.push_with(lines, cap, false)
+    }
+
+    /// [`Sink::push`] for lines a reader watches for (errors, events, an app's
+    /// output): the writer writes them, and what waits with them, at once.
+    pub fn push_now(&self, lines: &[u8], cap: usize) -> io::Result<()> {
+        self.push_with(lines, cap, true)
+    }
+
+    fn push_with(&self, lines: &[u8], cap: usize, urgent: bool) -> io::Result<()> {
         let cap = cap.min(MAX_PENDING_BYTES);
         let (wake, full) = {
             let mut p = self.pending.lock();
             let before = p.bytes.len();
-            if self.overflow == Overflow::Drop && before + lines.len() > cap {
+            let (first, full) = if self.overflow == Overflow::Drop && before + lines.len() > cap {
                 p.dropped += 1;
                 // The writer may be asleep waiting for the first line of a
                 // batch; the count alone is worth a write.
@@ -154,7 +164,10 @@ impl Sink {
                     before == 0 || (before < WRITE_BYTES && after >= WRITE_BYTES),
                     after >= cap,
                 )
-            }
+            };
+            let hurry = urgent && !p.urgent;
+            p.urgent |= urgent;
+            (first || hurry, full)
         };
         if full && self.overflow == Overflow::WriteThrough {
             return self.write_out();

@@ -179,7 +179,7 @@ impl log::Log for Logger {
                     escape::push_escaped(line, message);
                 }
             },
-            |l| sink.push(l, MAX_PENDING_BYTES),
+            |l| sink.push_now(l, MAX_PENDING_BYTES),
         )
         .unwrap_or(());
     }
@@ -209,7 +209,7 @@ pub fn app_line(app: &str, line: &[u8]) {
             out.extend_from_slice(b"] ");
             escape::push_escaped(out, line);
         },
-        |l| sink.push(l, APP_OUTPUT_CAP_BYTES),
+        |l| sink.push_now(l, APP_OUTPUT_CAP_BYTES),
     )
     .unwrap_or(());
 }

@@ -832,12 +832,20 @@ fn app_that_ignores_port_is_reported_in_the_log_and_the_503() {
     let named: u16 = said["never became ready on port ".len()..]
         .parse()
         .unwrap_or_else(|_| panic!("no port in {said:?}"));
-    let ports: Vec<u16> = nexus
-        .lines()
-        .iter()
-        .filter_map(|l| parse_started(l, "deaf"))
-        .map(|(_, p)| p)
-        .collect();
+    // The start line may reach the log a moment after the 503 naming its port.
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    let ports = loop {
+        let ports: Vec<u16> = nexus
+            .lines()
+            .iter()
+            .filter_map(|l| parse_started(l, "deaf"))
+            .map(|(_, p)| p)
+            .collect();
+        if ports.contains(&named) || Instant::now() >= deadline {
+            break ports;
+        }
+        thread::sleep(PACE);
+    };
     assert!(
         ports.contains(&named),
         "{said:?} names none of the ports it was started on: {ports:?}"
