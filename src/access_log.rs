@@ -5,8 +5,9 @@
 //! `2026-11-25T20:41:23Z 127.0.0.1:50432 hello.localhost "GET /x?y" 200 1234 3ms hello`.
 //! `BYTES` counts response body bytes sent; `APP` is `-` when no app was chosen.
 //!
-//! HOST and PATH are escaped ([`escape::push_escaped`]): the parser lets through
-//! bytes that no control character is made of, but the log does not rely on it.
+//! HOST and PATH are escaped ([`escape::push_escaped`]): the parser refuses
+//! control bytes, but what it accepts changes with it (a target in UTF-8 may
+//! hold C1 and bidi controls), and the log does not rely on it.
 //!
 //! Workers never write to the log's file or to stderr themselves: a worker
 //! formats its line in a buffer of its own and pushes it into a [`Sink`], whose
@@ -202,9 +203,16 @@ impl AccessLog {
     /// Writes out every line logged so far (at shutdown), waiting a bounded
     /// time for a destination that does not take them.
     pub fn flush(&self) {
-        if let Some(sink) = self.sink() {
-            if !sink.flush(FLUSH_WAIT) {
-                log::warn!("access log flush: lines still unwritten after {FLUSH_WAIT:?}");
+        match &self.kind {
+            Kind::Off => {}
+            // A warning would go where the lines are stuck.
+            Kind::Stderr(sink) => {
+                sink.flush(crate::logger::EXIT_FLUSH_WAIT);
+            }
+            Kind::File { sink, .. } => {
+                if !sink.flush(FLUSH_WAIT) {
+                    log::warn!("access log flush: lines still unwritten after {FLUSH_WAIT:?}");
+                }
             }
         }
     }
