@@ -29,8 +29,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::AccessLog as Target;
 use crate::escape;
 use crate::http1::{push_decimal, push_ip};
-use crate::log_sink::{Dest, Overflow, Sink};
-pub use crate::log_sink::{FLUSH_INTERVAL, MAX_PENDING_BYTES, WRITE_BYTES};
+use crate::log_sink::{Dest, Overflow, Sink, MAX_PENDING_BYTES};
 
 /// The longest [`AccessLog::flush`] waits for the lines to be written.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
