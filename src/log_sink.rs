@@ -7,8 +7,9 @@
 //! (journald busy, a terminal scrolled back, a `| less` left open). A thread that
 //! logs only appends its line to the sink's buffer (a short lock, a copy); the
 //! sink's writer thread writes that buffer out once it holds [`WRITE_BYTES`], or
-//! [`FLUSH_INTERVAL`] after its first line, whichever comes first, and sleeps
-//! while there is nothing to write.
+//! [`FLUSH_INTERVAL`] after its first line, whichever comes first (at once for
+//! a line pushed with [`Sink::push_now`]), and sleeps while there is nothing to
+//! write.
 //!
 //! What happens when the destination falls [`MAX_PENDING_BYTES`] behind is the
 //! sink's [`Overflow`]: a file access log is then written by the thread that finds
