@@ -122,7 +122,7 @@ impl Acceptor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    log::warn!("accept failed: {e}");
+                    crate::warn_limited!("accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(5));
                     return;
                 }

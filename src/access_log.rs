@@ -5,41 +5,34 @@
 //! `2026-11-25T20:41:23Z 127.0.0.1:50432 hello.localhost "GET /x?y" 200 1234 3ms hello`.
 //! `BYTES` counts response body bytes sent; `APP` is `-` when no app was chosen.
 //!
-//! Workers never write to the log's file or to stderr themselves: a write there
-//! can block for milliseconds (an ext4 journal commit, a page under writeback, a
-//! full pipe to journald), and a worker that blocks delays every connection it
-//! would serve next. A worker formats its line in a buffer of its own and appends
-//! it to a shared in-memory buffer (a short lock, a copy); the `access-log`
-//! thread writes that buffer out once it holds [`WRITE_BYTES`], or
-//! [`FLUSH_INTERVAL`] after its first line, whichever comes first, and sleeps
-//! while there is nothing to write. If the disk falls so far behind that
-//! [`MAX_PENDING_BYTES`] are waiting, the worker that finds it so writes them out
-//! itself: the log then goes at the disk's pace, and no line is dropped. A file log
-//! is reopened on SIGHUP so that logrotate can move it away.
+//! HOST and PATH are escaped ([`escape::push_escaped`]): the parser refuses
+//! control bytes, but what it accepts changes with it (a target in UTF-8 may
+//! hold C1 and bidi controls), and the log does not rely on it.
+//!
+//! Workers never write to the log's file or to stderr themselves: a worker
+//! formats its line in a buffer of its own and pushes it into a [`Sink`], whose
+//! writer thread writes it out (see [`log_sink`](crate::log_sink)). A file log
+//! that falls [`MAX_PENDING_BYTES`] behind is then written by the worker that
+//! finds it so (the log goes at the disk's pace, no line is dropped); a log on
+//! stderr shares the error log's sink, one writer for both, and lines past that
+//! are dropped and counted instead, so that a stuck reader of stderr cannot
+//! stop the serving. A file log is reopened on SIGHUP so that logrotate can
+//! move it away.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
-
-use parking_lot::{Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::config::AccessLog as Target;
+use crate::escape;
 use crate::http1::{push_decimal, push_ip};
+use crate::log_sink::{Dest, Overflow, Sink, MAX_PENDING_BYTES};
 
-/// Lines waiting in memory that wake the writer before [`FLUSH_INTERVAL`] is up.
-pub const WRITE_BYTES: usize = 64 * 1024;
-/// The longest a line waits in memory before the writer writes it out.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Lines waiting in memory past which a worker writes them out itself.
-pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
-/// Capacity above which a buffer is given back after a write (a burst's).
-const KEEP_CAPACITY_BYTES: usize = 2 * WRITE_BYTES;
-/// The writer thread's stack size (it formats nothing; it only writes).
-const WRITER_STACK_BYTES: usize = 64 * 1024;
+/// The longest [`AccessLog::flush`] waits for the lines to be written.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// A worker's line buffer and the time text of the current second.
 #[derive(Default)]
@@ -83,10 +76,12 @@ fn format_line(out: &mut Vec<u8>, stamp: &str, e: &Entry<'_>) {
     out.extend_from_slice(stamp.as_bytes());
     out.push(b' ');
     push_addr(out, e.client);
-    for (before, text) in [(" ", e.host), (" \"", e.method), (" ", e.path)] {
-        out.extend_from_slice(before.as_bytes());
-        out.extend_from_slice(text.as_bytes());
-    }
+    out.push(b' ');
+    escape::push_escaped(out, e.host.as_bytes());
+    out.extend_from_slice(b" \"");
+    out.extend_from_slice(e.method.as_bytes());
+    out.push(b' ');
+    escape::push_escaped(out, e.path.as_bytes());
     out.extend_from_slice(b"\" ");
     push_decimal(out, u64::from(e.status));
     out.push(b' ');
@@ -116,123 +111,21 @@ fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     }
 }
 
-/// Where written lines go.
-enum Dest {
-    Stderr,
-    File(File),
-}
-
-impl Dest {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Dest::Stderr => io::stderr().lock().write_all(bytes),
-            Dest::File(file) => file.write_all(bytes),
-        }
-    }
-}
-
-/// Lines formatted but not written yet, and the writer thread's orders.
-struct Pending {
-    bytes: Vec<u8>,
-    stop: bool,
-}
-
-/// The destination, held while writing so that lines go out in the order in
-/// which they were taken, with the writer's spare buffer.
-struct Out {
-    dest: Dest,
-    spare: Vec<u8>,
-}
-
-/// What the workers and the writer thread share.
-struct Shared {
-    pending: Mutex<Pending>,
-    /// Wakes the writer: a first line, [`WRITE_BYTES`] reached, or stop.
-    wake: Condvar,
-    /// Lock order: `out` before `pending`.
-    out: Mutex<Out>,
-}
-
-impl Shared {
-    /// Appends a formatted line; wakes the writer when it has work, or writes
-    /// the lines out here when [`MAX_PENDING_BYTES`] are waiting.
-    fn push(&self, line: &[u8]) -> io::Result<()> {
-        let (wake, full) = {
-            let mut p = self.pending.lock();
-            let before = p.bytes.len();
-            p.bytes.extend_from_slice(line);
-            let after = p.bytes.len();
-            (
-                before == 0 || (before < WRITE_BYTES && after >= WRITE_BYTES),
-                after >= MAX_PENDING_BYTES,
-            )
-        };
-        if full {
-            return self.write_out();
-        }
-        if wake {
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Writes every line waiting. Holding `out` across the swap and the write
-    /// keeps lines in order whichever thread writes them.
-    fn write_out(&self) -> io::Result<()> {
-        self.write_out_to(&mut self.out.lock())
-    }
-
-    /// [`Shared::write_out`] with `out` already held.
-    fn write_out_to(&self, out: &mut Out) -> io::Result<()> {
-        let Out { dest, spare } = out;
-        {
-            let mut p = self.pending.lock();
-            if p.bytes.is_empty() {
-                return Ok(());
-            }
-            std::mem::swap(&mut p.bytes, spare);
-        }
-        let res = dest.write_all(spare);
-        spare.clear();
-        if spare.capacity() > KEEP_CAPACITY_BYTES {
-            *spare = Vec::with_capacity(KEEP_CAPACITY_BYTES);
-        }
-        res
-    }
-
-    /// The writer thread: sleeps until there is a line, gives the lines up to
-    /// [`FLUSH_INTERVAL`] to make [`WRITE_BYTES`], writes them, and again.
-    fn run_writer(&self) {
-        loop {
-            {
-                let mut p = self.pending.lock();
-                while p.bytes.is_empty() && !p.stop {
-                    self.wake.wait(&mut p);
-                }
-                let deadline = Instant::now() + FLUSH_INTERVAL;
-                while p.bytes.len() < WRITE_BYTES && !p.stop {
-                    if self.wake.wait_until(&mut p, deadline).timed_out() {
-                        break;
-                    }
-                }
-                if p.stop && p.bytes.is_empty() {
-                    return;
-                }
-            }
-            if let Err(e) = self.write_out() {
-                log::warn!("access log write failed: {e}");
-            }
-        }
-    }
+/// Where access-log lines go.
+enum Kind {
+    Off,
+    /// The error log's sink: shared, never stopped from here.
+    Stderr(Arc<Sink>),
+    /// A sink of its own, with the path for reopening.
+    File {
+        sink: Arc<Sink>,
+        path: PathBuf,
+    },
 }
 
 /// Where access-log lines go.
 pub struct AccessLog {
-    /// `None` when the log is off.
-    shared: Option<Arc<Shared>>,
-    writer: Option<JoinHandle<()>>,
-    /// A file log's path, for reopening it.
-    path: Option<PathBuf>,
+    kind: Kind,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -247,53 +140,38 @@ fn open_append(path: &PathBuf) -> io::Result<File> {
 
 impl AccessLog {
     /// Opens the configured target (creating a file log if needed) and starts
-    /// its writer thread.
+    /// its writer thread (a log on stderr uses the error log's).
     pub fn open(target: &Target) -> io::Result<AccessLog> {
-        let dest = match target {
-            Target::Off => {
-                return Ok(AccessLog {
-                    shared: None,
-                    writer: None,
-                    path: None,
-                })
-            }
-            Target::Stderr => Dest::Stderr,
-            Target::File(path) => Dest::File(open_append(path)?),
-        };
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                bytes: Vec::with_capacity(KEEP_CAPACITY_BYTES),
-                stop: false,
-            }),
-            wake: Condvar::new(),
-            out: Mutex::new(Out {
-                dest,
-                spare: Vec::with_capacity(KEEP_CAPACITY_BYTES),
-            }),
-        });
-        let for_writer = shared.clone();
-        let writer = thread::Builder::new()
-            .name("access-log".into())
-            .stack_size(WRITER_STACK_BYTES)
-            .spawn(move || for_writer.run_writer())?;
-        Ok(AccessLog {
-            shared: Some(shared),
-            writer: Some(writer),
-            path: match target {
-                Target::File(path) => Some(path.clone()),
-                _ => None,
+        let kind = match target {
+            Target::Off => Kind::Off,
+            Target::Stderr => Kind::Stderr(crate::logger::stderr_sink()?),
+            Target::File(path) => Kind::File {
+                sink: Sink::start(
+                    Dest::File(open_append(path)?),
+                    Overflow::WriteThrough,
+                    "access-log",
+                )?,
+                path: path.clone(),
             },
-        })
+        };
+        Ok(AccessLog { kind })
+    }
+
+    fn sink(&self) -> Option<&Arc<Sink>> {
+        match &self.kind {
+            Kind::Off => None,
+            Kind::Stderr(sink) | Kind::File { sink, .. } => Some(sink),
+        }
     }
 
     /// True when lines are thrown away (so callers can skip formatting).
     pub fn is_off(&self) -> bool {
-        self.shared.is_none()
+        matches!(self.kind, Kind::Off)
     }
 
     /// Logs one line. A write error (when this call had to write) is logged.
     pub fn log(&self, e: &Entry<'_>) {
-        let Some(shared) = &self.shared else {
+        let Some(sink) = self.sink() else {
             return;
         };
         // Each worker formats into its own reused line, with the time text
@@ -314,18 +192,26 @@ impl AccessLog {
                 *second = Some(secs);
             }
             format_line(text, stamp, e);
-            shared.push(text)
+            sink.push(text, MAX_PENDING_BYTES)
         });
         if let Err(err) = res {
-            log::warn!("access log write failed: {err}");
+            crate::warn_limited!("access log write failed: {err}");
         }
     }
 
-    /// Writes out every line logged so far (at shutdown).
+    /// Writes out every line logged so far (at shutdown), waiting a bounded
+    /// time for a destination that does not take them.
     pub fn flush(&self) {
-        if let Some(shared) = &self.shared {
-            if let Err(e) = shared.write_out() {
-                log::warn!("access log flush failed: {e}");
+        match &self.kind {
+            Kind::Off => {}
+            // A warning would go where the lines are stuck.
+            Kind::Stderr(sink) => {
+                sink.flush(crate::logger::EXIT_FLUSH_WAIT);
+            }
+            Kind::File { sink, .. } => {
+                if !sink.flush(FLUSH_WAIT) {
+                    log::warn!("access log flush: lines still unwritten after {FLUSH_WAIT:?}");
+                }
             }
         }
     }
@@ -333,17 +219,14 @@ impl AccessLog {
     /// Reopens a file log (after logrotate moved it); the lines logged before
     /// go to the old file.
     pub fn reopen(&self) {
-        let (Some(shared), Some(path)) = (&self.shared, &self.path) else {
+        let Kind::File { sink, path } = &self.kind else {
             return;
         };
         match open_append(path) {
             Ok(file) => {
-                let mut out = shared.out.lock();
-                if let Err(e) = shared.write_out_to(&mut out) {
+                if let Err(e) = sink.replace_dest(Dest::File(file)) {
                     log::warn!("access log write failed: {e}");
                 }
-                out.dest = Dest::File(file);
-                drop(out);
                 log::info!("access log reopened: {}", path.display());
             }
             Err(e) => log::error!("cannot reopen access log {}: {e}", path.display()),
@@ -352,14 +235,10 @@ impl AccessLog {
 }
 
 impl Drop for AccessLog {
-    /// Stops the writer thread once it has written every line.
+    /// Stops a file log's writer thread once it has written every line.
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            shared.pending.lock().stop = true;
-            shared.wake.notify_one();
-        }
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        if let Kind::File { sink, .. } = &self.kind {
+            sink.stop();
         }
     }
 }
@@ -369,6 +248,8 @@ mod tests {
     use super::*;
     use std::fs;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+    use std::time::Instant;
 
     fn entry<'a>(client: SocketAddr, path: &'a str, status: u16, bytes: u64) -> Entry<'a> {
         Entry {
@@ -436,6 +317,21 @@ mod tests {
             e.duration = Duration::from_secs(86_400 * 365);
             assert_eq!(formatted(&e), reference(STAMP, &e));
         }
+    }
+
+    #[test]
+    fn host_and_path_are_escaped() {
+        let mut e = entry(
+            "127.0.0.1:1".parse().unwrap(),
+            "/a\u{202e}b\x1b[0m%1B",
+            200,
+            1,
+        );
+        e.host = "h\u{85}ost";
+        assert_eq!(
+            formatted(&e),
+            "2026-11-25T20:41:23Z 127.0.0.1:1 h\\u{85}ost \"GET /a\\u{202e}b\\x1b[0m%1B\" 200 1 3ms hello\n"
+        );
     }
 
     /// A fresh file path under the temp dir, removed (with its `.1`) on drop.

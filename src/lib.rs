@@ -28,7 +28,10 @@
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
 //!   manager (children, health checks, restarts, reloads, the watchdog).
 //! - [`error`]: errors and the one function that turns them into statuses;
-//!   [`access_log`]: one line per request; [`server`]: `nexushub run`;
+//!   [`access_log`]: one line per request; [`logger`]: the error and event log;
+//!   [`log_sink`]: the buffer and writer thread behind both, so that nothing
+//!   that logs waits on a disk or a pipe; [`escape`]: what keeps control
+//!   characters out of every log line; [`server`]: `nexushub run`;
 //!   [`whoami`]: the demo backend; [`sys`]: the only module with `unsafe`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -38,9 +41,12 @@ pub mod access_log;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod escape;
 pub mod forward;
 pub mod host;
 pub mod http1;
+pub mod log_sink;
+pub mod logger;
 pub mod park;
 pub mod procman;
 pub mod readbuf;

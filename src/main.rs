@@ -5,7 +5,7 @@
 //! starts); 2 for bad command-line usage.
 #![forbid(unsafe_code)]
 
-use std::io::{self, LineWriter, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use argh::FromArgs;
 use nexushub::config::{self, AppRun, Config};
-use nexushub::{procman, server, sys, tls, whoami, x509};
+use nexushub::{logger, procman, server, sys, tls, whoami, x509};
 
 /// nexushub: one program for one small host. It starts your web apps, keeps them
 /// alive, and puts them behind HTTPS by host name.
@@ -121,18 +121,6 @@ fn parse_level(s: &str) -> Option<log::LevelFilter> {
     }
 }
 
-/// Logs to stderr, one write per line (so lines never interleave with the
-/// access log's), with RFC 3339 UTC times.
-fn init_logging(level: log::LevelFilter) {
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(log::LevelFilter::Off)
-        .set_thread_level(log::LevelFilter::Off)
-        .set_location_level(log::LevelFilter::Off)
-        .build();
-    let _ = simplelog::WriteLogger::init(level, config, LineWriter::new(io::stderr()));
-}
-
 fn run(args: RunArgs) -> ExitCode {
     // Before any thread exists, so every thread inherits the mask.
     if let Err(e) = sys::block_signals() {
@@ -167,11 +155,19 @@ fn run(args: RunArgs) -> ExitCode {
         workers: args.workers,
     };
     overrides.apply(&mut config);
-    init_logging(level_override.unwrap_or(config.proxy.log_level));
-    match server::run(config, overrides) {
+    // Stderr through a writer thread: no thread that logs waits on its reader.
+    if let Err(e) = logger::init(level_override.unwrap_or(config.proxy.log_level)) {
+        eprintln!("nexushub: cannot start the log writer: {e}");
+        return ExitCode::from(1);
+    }
+    let result = server::run(config, overrides);
+    if let Err(e) = &result {
+        log::error!("{e}");
+    }
+    logger::flush(logger::EXIT_FLUSH_WAIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
             eprintln!("nexushub: {e}");
             ExitCode::from(1)
         }

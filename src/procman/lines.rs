@@ -4,8 +4,10 @@
 //! A child must never block on a full pipe, so each of its stdout and stderr has
 //! a thread that reads as fast as the child writes and hands complete lines to
 //! the log. A line longer than [`MAX_LINE_BYTES`] is logged in pieces of at most
-//! that size rather than buffered without bound; bytes that are not UTF-8 are
-//! replaced when logged, never an error.
+//! that size rather than buffered without bound. The lines go to
+//! [`logger::app_line`](crate::logger::app_line), which never blocks (it drops
+//! and counts when stderr falls behind) and escapes control characters and
+//! bytes that are not UTF-8.
 
 use std::io::{self, Read};
 

@@ -696,7 +696,7 @@ impl Supervisor {
 /// Logs each line of an app's output stream as `[app] line` until its end.
 fn log_lines(app: &str, stream: impl Read) {
     let result = lines::pump(stream, MAX_LINE_BYTES, |line| {
-        log::info!("[{app}] {}", String::from_utf8_lossy(line));
+        crate::logger::app_line(app, line);
     });
     if let Err(e) = result {
         log::debug!("app {app}: output pipe: {e}");

@@ -291,6 +291,17 @@ impl Nexus {
         TlsClient::connect(self.port, sni)
     }
 
+    /// Stops reading its stdout and stderr, as a stuck log reader would (see
+    /// [`Proc::stall_output`]).
+    pub fn stall_output(&self) {
+        self.proc.stall_output();
+    }
+
+    /// Reads its output again.
+    pub fn resume_output(&self) {
+        self.proc.resume_output();
+    }
+
     /// Its temp directory (holding the config file).
     pub fn dir(&self) -> &TestDir {
         &self.dir

@@ -27,6 +27,9 @@ pub enum Stream {
 struct Captured {
     lines: Vec<(Stream, String)>,
     open_streams: usize,
+    /// The readers stop reading (the child's writes then block once its pipes
+    /// are full): a log reader that has stalled.
+    stalled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +73,12 @@ impl Proc {
                     for line in BufReader::new(pipe).split(b'\n') {
                         let Ok(line) = line else { break };
                         let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                        lock(&log.state).lines.push((stream, text));
+                        let mut state = lock(&log.state);
+                        state.lines.push((stream, text));
                         log.changed.notify_all();
+                        while state.stalled {
+                            state = log.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
                     }
                 }
                 lock(&log.state).open_streams -= 1;
@@ -79,6 +86,18 @@ impl Proc {
             });
         }
         Proc { child, log, what }
+    }
+
+    /// Stops reading the child's output (after the line being handled): its
+    /// writes to stdout and stderr block once the pipes are full.
+    pub fn stall_output(&self) {
+        lock(&self.log.state).stalled = true;
+    }
+
+    /// Reads the child's output again after [`Proc::stall_output`].
+    pub fn resume_output(&self) {
+        lock(&self.log.state).stalled = false;
+        self.log.changed.notify_all();
     }
 
     /// The child's process id.
@@ -235,6 +254,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Stalled readers would never see the pipes close.
+        self.resume_output();
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }

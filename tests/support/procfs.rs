@@ -54,6 +54,35 @@ pub fn process(pid: u32) -> Option<ProcInfo> {
     parse_stat(&text).filter(|p| p.state != 'Z')
 }
 
+/// How many threads of `pid` sleep in a write to a full pipe (their `wchan`,
+/// `pipe_write`, `anon_pipe_write` or `pipe_wait_writable` depending on the
+/// kernel).
+pub fn threads_writing_a_full_pipe(pid: u32) -> usize {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            fs::read_to_string(t.path().join("wchan"))
+                .is_ok_and(|w| w.ends_with("pipe_write") || w == "pipe_wait_writable")
+        })
+        .count()
+}
+
+/// Waits until a thread of `pid` is blocked writing a full pipe; false after
+/// `within`.
+pub fn wait_writing_a_full_pipe(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while threads_writing_a_full_pipe(pid) == 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+    true
+}
+
 /// Whether `pid` runs (exists and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     process(pid).is_some()
