@@ -123,15 +123,21 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         closing: Arc::new(AtomicBool::new(false)),
         pool: Arc::new(Pool::new(p.backend_idle_timeout)),
     });
-    let workers = worker::spawn(p.workers, shared.clone())
+    let n_workers = p.workers.min(worker::useful_workers());
+    if n_workers < p.workers {
+        log::info!(
+            "workers = {} capped at {n_workers}, one per core: workers never wait on I/O, so more would only take turns",
+            p.workers
+        );
+    }
+    let workers = worker::spawn(n_workers, shared.clone())
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let acceptor_thread = thread::Builder::new()
         .name("acceptor".into())
         .spawn(move || acceptor.run())
         .map_err(|e| format!("cannot start the acceptor: {e}"))?;
     log::info!(
-        "listening on {local} ({} workers, {} app(s))",
-        p.workers,
+        "listening on {local} ({n_workers} workers, {} app(s))",
         config.apps.len()
     );
 
