@@ -247,6 +247,11 @@ impl Nexus {
         Nexus::start(&Conf::new().app("hello", HELLO, upstream))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
