@@ -96,6 +96,8 @@ pub enum Refusal {
     Total,
     /// `max_connections_per_ip` reached for this address.
     PerIp,
+    /// The open-file limit is near: the rest is kept for the apps.
+    Descriptors,
 }
 
 impl Census {

@@ -221,14 +221,35 @@ impl Nexus {
 
     /// As [`Nexus::start`], with extra command-line arguments after `--config FILE`.
     pub fn start_with_args(conf: &Conf, args: &[&str]) -> Nexus {
+        Nexus::start_command(conf, |config| {
+            let mut cmd = Command::new(nexushub_bin());
+            cmd.arg("run").arg("--config").arg(config).args(args);
+            cmd
+        })
+    }
+
+    /// As [`Nexus::start`], under an open-file limit of `nofile` (soft and
+    /// hard), set by a shell that then execs nexushub (so the pid is its own).
+    pub fn start_with_nofile(conf: &Conf, nofile: u64) -> Nexus {
+        Nexus::start_command(conf, |config| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(format!(
+                    "ulimit -n {nofile} && exec \"$0\" run --config \"$1\""
+                ))
+                .arg(nexushub_bin())
+                .arg(config);
+            cmd
+        })
+    }
+
+    /// Writes `conf`, starts what `command` makes of the config file's path,
+    /// and waits as [`Nexus::start`] does.
+    fn start_command(conf: &Conf, command: impl FnOnce(&Path) -> Command) -> Nexus {
         let dir = TestDir::new("run");
         let config = dir.write(CONFIG_FILE, &conf.render());
-        let mut cmd = Command::new(nexushub_bin());
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .current_dir(dir.path());
+        let mut cmd = command(&config);
+        cmd.current_dir(dir.path());
         let proc = Proc::spawn(cmd);
         // Its own line, not an app's output: a `command` app running whoami logs
         // `[INFO] [app] whoami listening on 127.0.0.1:PORT`, sometimes first.
