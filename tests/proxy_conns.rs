@@ -655,3 +655,26 @@ fn a_client_pipelining_requests_nexushub_answers_itself_cannot_hold_a_worker() {
         }
     }
 }
+
+#[test]
+fn workers_above_the_cores_are_capped_with_a_note() {
+    let useful = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2);
+    if useful >= 64 {
+        eprintln!("skipped: {useful} cores, 64 workers are not above them");
+        return;
+    }
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "64")
+            .app("hello", HELLO, backend.addr()),
+    );
+    nexus.wait_log(
+        &format!("workers = 64 capped at {useful}, one per core"),
+        SERVED_WITHIN,
+    );
+    nexus.wait_log(&format!("({useful} workers, 1 app(s))"), SERVED_WITHIN);
+    assert_eq!(nexus.client(HELLO).get(HELLO, "/").status(), 200);
+}
