@@ -229,7 +229,7 @@ fn under_a_low_open_file_limit_clients_are_capped_and_the_app_still_restarts() {
     let mut held = Vec::new();
     let mut refused = 0;
     for i in 0..LOW_NOFILE {
-        match TlsClient::try_connect(nexus.port(), host, Duration::from_secs(2)) {
+        match TlsClient::try_connect(nexus.port(), host, Duration::from_secs(5)) {
             Ok(mut c) => match c.try_get(host, &format!("/flood/{i}")) {
                 Ok(r) => {
                     assert_eq!(r.status(), 200, "client {i}: {}", r.summary());
