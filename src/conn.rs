@@ -34,8 +34,8 @@ pub const LINGER: Duration = Duration::from_millis(500);
 /// Most bytes we read away while lingering.
 pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 
-/// Capacity the plaintext buffer keeps while the connection is parked idle:
-/// one large request head must not pin its buffer for `idle_timeout`.
+/// Largest plaintext buffer a connection keeps while parked idle: one large
+/// request head must not pin its buffer for `idle_timeout`.
 pub const IDLE_BUF_BYTES: usize = 1024;
 
 /// The `min_data_rate` policy.
@@ -500,8 +500,8 @@ impl ClientConn {
     }
 
     /// Gives back what a large request left behind before the connection is
-    /// parked idle: the plaintext buffer's capacity beyond [`IDLE_BUF_BYTES`],
-    /// and rustls' receive buffer (which grows to a whole record, 16 KiB, while
+    /// parked idle: a plaintext buffer larger than [`IDLE_BUF_BYTES`], and
+    /// rustls' receive buffer (which grows to a whole record, 16 KiB, while
     /// records arrive, and shrinks back to 4 KiB only when it prepares a read
     /// with nothing pending; a read that says "would block" makes it do so
     /// without touching the socket). Nothing else rustls keeps grows with
