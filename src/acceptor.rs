@@ -34,8 +34,14 @@ const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 pub struct AcceptorConfig {
     /// Whole-handshake deadline, from accept.
     pub handshake_timeout: Duration,
-    /// Most client connections held at once.
+    /// Most client connections held at once (`max_connections`, or fewer
+    /// when the open-file limit does not fit it).
     pub max_connections: usize,
+    /// A connection accepted on a descriptor this high is closed at once:
+    /// the descriptors below it are all open, and what is left above belongs
+    /// to health checks and app starts. A second line behind
+    /// `max_connections`, for descriptors the count of connections misses.
+    pub fd_ceiling: u64,
     /// Most client connections held at once from one IP address.
     pub max_connections_per_ip: usize,
     /// How long a client has to take the answer to an exchange whose backend
@@ -127,6 +133,11 @@ impl Acceptor {
                     return;
                 }
             };
+            if sock.as_raw_fd() as u64 >= self.config.fd_ceiling {
+                drop(sock);
+                self.note_refusal(Refusal::Descriptors, peer);
+                continue;
+            }
             let slot = match Slot::acquire(
                 &self.census,
                 peer.ip(),
@@ -176,6 +187,11 @@ impl Acceptor {
             Refusal::Total => log::warn!(
                 "connection cap of {} reached: closing new connections ({} refused so far)",
                 self.config.max_connections,
+                self.refused
+            ),
+            Refusal::Descriptors => log::warn!(
+                "open file limit nearly reached ({} descriptors): closing new connections, the rest is kept for the apps ({} refused so far)",
+                self.config.fd_ceiling,
                 self.refused
             ),
             Refusal::PerIp => log::warn!(

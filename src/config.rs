@@ -47,6 +47,49 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1000;
 /// Default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Descriptors a client connection holds at most: its socket, and one to its
+/// app (in use, or idle in the pool once the exchange is over).
+pub const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors an app holds in nexushub: the read ends of its stdout and
+/// stderr, its watchdog's pipe, a health check's socket, and a restart's
+/// pipes while the old ones close, with room to spare.
+pub const FDS_PER_APP: u64 = 8;
+/// Descriptors never given to clients: the listener, the epoll set, the log
+/// files, the standard streams, and what health checks and app starts need
+/// while clients hold every connection slot.
+pub const FD_RESERVE: u64 = 64;
+
+/// How many client connections fit under an open-file limit of `nofile`
+/// with `apps` apps: what remains after the reserve and the apps, two
+/// descriptors per connection.
+pub fn connections_fitting(nofile: u64, apps: usize) -> usize {
+    let left = nofile.saturating_sub(FD_RESERVE + FDS_PER_APP * apps as u64);
+    usize::try_from(left / FDS_PER_CONNECTION).unwrap_or(usize::MAX)
+}
+
+/// The open-file limit `config` needs: two per connection, eight per app and
+/// the reserve.
+pub fn descriptors_needed(config: &Config) -> u64 {
+    FDS_PER_CONNECTION * config.proxy.max_connections as u64
+        + FDS_PER_APP * config.apps.len() as u64
+        + FD_RESERVE
+}
+
+/// The warning to give when `max_connections` does not fit under an
+/// open-file limit of `nofile`, else `None`.
+pub fn nofile_warning(config: &Config, nofile: u64) -> Option<String> {
+    let max = config.proxy.max_connections;
+    let fits = connections_fitting(nofile, config.apps.len());
+    (fits < max).then(|| {
+        format!(
+            "the open file limit of {nofile} fits {fits} client connections, below max_connections = {max}: \
+             new connections beyond {fits} are refused; raise the limit to {} (`ulimit -n`, systemd's LimitNOFILE=) \
+             or lower max_connections",
+            descriptors_needed(config)
+        )
+    })
+}
+
 /// Default `start_timeout` of an app, in seconds.
 pub const DEFAULT_START_TIMEOUT_SECS: u64 = 60;
 
@@ -1967,5 +2010,19 @@ upstream = 127.0.0.1:8080                        # instead of command: a service
             (e.line, e.message.as_str()),
             (None, "config file larger than 1048576 bytes")
         );
+    }
+
+    #[test]
+    fn connections_fitting_an_open_file_limit() {
+        for (nofile, apps, fits) in [
+            (128, 1, 28),
+            (1024, 0, 480),
+            (1024, 3, 468),
+            (64, 0, 0),
+            (10, 2, 0),
+            (1 << 20, 10, 524_216),
+        ] {
+            assert_eq!(connections_fitting(nofile, apps), fits, "{nofile} {apps}");
+        }
     }
 }

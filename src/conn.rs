@@ -34,6 +34,10 @@ pub const LINGER: Duration = Duration::from_millis(500);
 /// Most bytes we read away while lingering.
 pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 
+/// Largest plaintext buffer a connection keeps while parked idle: one large
+/// request head must not pin its buffer for `idle_timeout`.
+pub const IDLE_BUF_BYTES: usize = 1024;
+
 /// The `min_data_rate` policy.
 #[derive(Debug, Clone, Copy)]
 pub struct MinRate {
@@ -60,11 +64,29 @@ pub enum Phase {
     Closing,
 }
 
-/// The live client connections, in total and per client IP address.
+/// The live client connections, in total and per client address (see
+/// [`client_key`]).
 #[derive(Debug, Default)]
 pub struct Census {
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// What `max_connections_per_ip` counts a client under: its IPv4 address (an
+/// IPv4-mapped IPv6 address is that IPv4 client), or its IPv6 /64. One IPv6
+/// host is usually given a whole /64 and can pick any address in it, so
+/// counting per address would be no cap at all.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
 }
 
 /// Why a new connection was refused a slot.
@@ -74,6 +96,8 @@ pub enum Refusal {
     Total,
     /// `max_connections_per_ip` reached for this address.
     PerIp,
+    /// The open-file limit is near: the rest is kept for the apps.
+    Descriptors,
 }
 
 impl Census {
@@ -100,6 +124,7 @@ impl Slot {
         max: usize,
         max_per_ip: usize,
     ) -> Result<Slot, Refusal> {
+        let ip = client_key(ip);
         let mut per_ip = census.per_ip.lock();
         if census.total.load(Ordering::Relaxed) >= max {
             return Err(Refusal::Total);
@@ -474,10 +499,38 @@ impl ClientConn {
         false
     }
 
+    /// Gives back what a large request left behind before the connection is
+    /// parked idle: a plaintext buffer larger than [`IDLE_BUF_BYTES`], and
+    /// rustls' receive buffer (which grows to a whole record, 16 KiB, while
+    /// records arrive, and shrinks back to 4 KiB only when it prepares a read
+    /// with nothing pending; a read that says "would block" makes it do so
+    /// without touching the socket). Nothing else rustls keeps grows with
+    /// what the client sent: received plaintext is all in `buf`, and sent
+    /// records are freed once written.
+    pub fn trim_idle(&mut self) {
+        if self.buf.capacity() > IDLE_BUF_BYTES {
+            // Freed whole rather than shrunk in place: a shrunk block leaves a
+            // hole just too small for the next large head's buffer, and 200
+            // such holes cost as much memory as 200 buffers (measured).
+            self.buf = self.buf.as_slice().to_vec();
+        }
+        let _ = self.tls.read_tls(&mut WouldBlock);
+    }
+
     /// Drops the connection at once without a close_notify, so the client can tell
     /// a response was cut short (used when a backend dies mid-body).
     pub fn abort(self) {
         let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
+/// A reader that has nothing yet: lets rustls prepare a read (and shrink its
+/// buffer) without taking a byte or seeing an end of stream.
+struct WouldBlock;
+
+impl Read for WouldBlock {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 
@@ -525,6 +578,46 @@ mod tests {
         drop(a1);
         assert_eq!(census.total(), 2);
         assert!(Slot::acquire(&census, ip(1), 3, 2).is_ok());
+    }
+
+    #[test]
+    fn client_key_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
+        let v6 = |s: &str| -> IpAddr { s.parse().expect("test address") };
+        let table = [
+            ("192.0.2.7", "192.0.2.7"),
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::"),
+            ("::1", "::"),
+            ("fe80::1", "fe80::"),
+        ];
+        for (ip, key) in table {
+            assert_eq!(client_key(v6(ip)), v6(key), "{ip}");
+        }
+    }
+
+    #[test]
+    fn per_ip_cap_counts_one_ipv6_64_as_one_client() {
+        let census = Arc::new(Census::default());
+        let a: IpAddr = "2001:db8::1".parse().expect("addr");
+        let b: IpAddr = "2001:db8::2:3".parse().expect("addr");
+        let other: IpAddr = "2001:db8:0:1::1".parse().expect("addr");
+        let _a = Slot::acquire(&census, a, 10, 2).expect("first");
+        let _b = Slot::acquire(&census, b, 10, 2).expect("second, same /64");
+        let third: IpAddr = "2001:db8::ffff".parse().expect("addr");
+        assert_eq!(
+            Slot::acquire(&census, third, 10, 2).err(),
+            Some(Refusal::PerIp)
+        );
+        assert!(Slot::acquire(&census, other, 10, 2).is_ok(), "another /64");
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("addr");
+        let _m = Slot::acquire(&census, mapped, 10, 1).expect("mapped");
+        assert_eq!(
+            Slot::acquire(&census, ip(1), 10, 1).err(),
+            Some(Refusal::PerIp),
+            "a mapped address and its IPv4 are one client"
+        );
     }
 
     #[test]

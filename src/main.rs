@@ -197,7 +197,16 @@ fn check(args: CheckArgs) -> ExitCode {
     for w in &tls.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(w) = nofile_limit().and_then(|n| config::nofile_warning(&config, n)) {
+        eprintln!("warning: {w}");
+    }
     ExitCode::SUCCESS
+}
+
+/// The open-file limit `run` will have: the hard limit, to which it raises
+/// the soft one.
+fn nofile_limit() -> Option<u64> {
+    sys::nofile_limits().ok().map(|(_, hard)| hard)
 }
 
 fn summary(config: &Config, tls: &tls::TlsSetup) -> String {
@@ -225,6 +234,14 @@ fn summary(config: &Config, tls: &tls::TlsSetup) -> String {
         x509::format_rfc3339(leaf.not_after),
     ));
     s.push_str(&format!("key {}\n", p.key.display()));
+    if let Some(n) = nofile_limit() {
+        s.push_str(&format!(
+            "open file limit {n}: fits {} client connections (max_connections = {}; {} descriptors needed)\n",
+            config::connections_fitting(n, config.apps.len()),
+            p.max_connections,
+            config::descriptors_needed(config)
+        ));
+    }
     if config.apps.is_empty() {
         s.push_str("no apps: every request will get 404\n");
     }

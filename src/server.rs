@@ -79,10 +79,24 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
     for w in &tls.warnings {
         log::warn!("{w}");
     }
-    match sys::raise_nofile_limit() {
-        Ok(n) => log::debug!("open file limit: {n}"),
-        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    let nofile = match sys::raise_nofile_limit() {
+        Ok(n) => {
+            log::debug!("open file limit: {n}");
+            n
+        }
+        Err(e) => {
+            log::warn!("cannot raise the open file limit: {e}");
+            sys::nofile_limits().map_or(u64::MAX, |(soft, _)| soft)
+        }
+    };
+    if let Some(w) = config::nofile_warning(&config, nofile) {
+        log::warn!("{w}");
     }
+    // Clients get what the limit leaves after the apps and the reserve, so
+    // that health checks and app starts never run out of descriptors.
+    let max_connections = p
+        .max_connections
+        .min(config::connections_fitting(nofile, config.apps.len()).max(1));
     let listener =
         TcpListener::bind(p.listen).map_err(|e| format!("cannot listen on {}: {e}", p.listen))?;
     let local = listener
@@ -109,7 +123,8 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         tls_config.clone(),
         AcceptorConfig {
             handshake_timeout: p.handshake_timeout,
-            max_connections: p.max_connections,
+            max_connections,
+            fd_ceiling: nofile.saturating_sub(config::FD_RESERVE / 2),
             max_connections_per_ip: p.max_connections_per_ip,
             client_timeout: p.client_timeout,
         },
@@ -128,15 +143,21 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         closing: Arc::new(AtomicBool::new(false)),
         pool: Arc::new(Pool::new(p.backend_idle_timeout)),
     });
-    let workers = worker::spawn(p.workers, shared.clone())
+    let n_workers = p.workers.min(worker::useful_workers());
+    if n_workers < p.workers {
+        log::info!(
+            "workers = {} capped at {n_workers}, one per core: workers never wait on I/O, so more would only take turns",
+            p.workers
+        );
+    }
+    let workers = worker::spawn(n_workers, shared.clone())
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let acceptor_thread = thread::Builder::new()
         .name("acceptor".into())
         .spawn(move || acceptor.run())
         .map_err(|e| format!("cannot start the acceptor: {e}"))?;
     log::info!(
-        "listening on {local} ({} workers, {} app(s))",
-        p.workers,
+        "listening on {local} ({n_workers} workers, {} app(s))",
         config.apps.len()
     );
 

@@ -830,6 +830,19 @@ pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
     Ok(())
 }
 
+/// The open-file limit: (soft, hard).
+pub fn nofile_limits() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
 // ---------------------------------------------------------------------------
 // Process hygiene: nexushub's own dumpable flag, and the watchdog process after
 // its exec (`nexushub __watchdog APP_PID`, see `procman::watchdog`). Unlike the

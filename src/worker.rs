@@ -35,6 +35,11 @@ use crate::upstream::Pool;
 pub const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
 /// Size of each read from a backend while streaming a response.
 pub const BACKEND_READ_BYTES: usize = 64 * 1024;
+/// Most requests one connection has served in a row before it goes back to
+/// the park set (re-polled, so it is served again soon): a client pipelining
+/// requests that nexushub answers itself never waits on anyone else, and
+/// would otherwise hold its worker for as long as it keeps sending.
+pub const REQUESTS_PER_TURN: u32 = 16;
 /// Worker thread stack size.
 const WORKER_STACK_BYTES: usize = 256 * 1024;
 /// How long an idle worker waits on the park set before looking after the
@@ -119,6 +124,17 @@ impl WorkerState {
             out: Vec::with_capacity(BACKEND_READ_BYTES * 2),
         }
     }
+}
+
+/// The most workers that help: one per core (at least the default's 2). A
+/// worker never waits on a client, a backend or a file, so it is busy whenever
+/// it runs; more of them than cores only take turns on the same cores, and all
+/// wait on one epoll set, where each event wakes the one asleep longest
+/// (cache-cold): measured on 2 cores, 64 workers served 0.56 to 0.84 times
+/// the requests/s of 2, at 1.4 to 2.2 times the CPU per request.
+pub fn useful_workers() -> usize {
+    let cores = thread::available_parallelism().map_or(usize::MAX, |n| n.get());
+    cores.max(crate::config::DEFAULT_WORKERS_RANGE.0)
 }
 
 /// Starts `n` workers serving the connections parked in `shared.parked`.
@@ -241,9 +257,43 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
         }
     }
     let max_head = sh.limits.max_head_bytes;
+    let mut served = 0u32;
     loop {
+        if conn.tls.wants_write() {
+            // Answers a pipelining client has not read yet: wait for it to
+            // before answering more, so what rustls holds stays bounded.
+            match conn.flush_nonblocking() {
+                Ok(true) => {}
+                Ok(false) => {
+                    conn.deadline = Instant::now() + sh.limits.client_timeout;
+                    // As at the end of a turn below.
+                    conn.unread = true;
+                    return sh.parked.park(conn, Interest::Write);
+                }
+                Err(e) => {
+                    log::info!("{}: connection failed: {e}", conn.peer);
+                    return conn.abort();
+                }
+            }
+        }
         match http1::parse_request(&conn.buf, max_head) {
+            Ok(Some(_)) if served >= REQUESTS_PER_TURN => {
+                // Its turn is over. Parked for a write, re-polled: a socket
+                // with room to write is ready at once, so it comes back as
+                // soon as a worker is free, whether the rest of its requests
+                // wait in `buf` (no read event would come for them) or in the
+                // socket. One whose client does not read its answers waits
+                // for it to, as it would to be answered.
+                //
+                // The event that brings it back may be the one that said more
+                // bytes came (it reports both): after this turn, read the
+                // socket before parking idle rather than trust an old read.
+                conn.unread = true;
+                conn.repoll = true;
+                return sh.parked.park(conn, Interest::Write);
+            }
             Ok(Some(req)) => {
+                served += 1;
                 conn.buf.drain(..req.head_len);
                 conn.requests += 1;
                 let next = handle(&mut conn, req, sh, st);
@@ -270,6 +320,7 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                         && !conn.hangup
                         && !sh.closing.load(Ordering::Relaxed)
                     {
+                        conn.trim_idle();
                         return sh.parked.park(conn, Interest::Read);
                     }
                 }
@@ -287,6 +338,9 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                         if conn.phase != Phase::Head && !conn.buf.is_empty() {
                             conn.phase = Phase::Head;
                             conn.deadline = Instant::now() + sh.limits.head_timeout;
+                        }
+                        if conn.buf.is_empty() {
+                            conn.trim_idle();
                         }
                         return sh.parked.park(conn, Interest::Read);
                     }
@@ -458,11 +512,14 @@ fn answer_request(
     let body_done = discard_body(conn, req);
     let closing = sh.closing.load(Ordering::Relaxed);
     let keep = body_done && req.keep_alive && !closing;
-    let (status, flushed) = answer(conn, err, Some(req), !keep);
+    let (status, _) = answer(conn, err, Some(req), !keep);
     log_access(sh, conn.peer, Some(req), status, started, app);
     if status.0 == 0 {
         Next::Abort
-    } else if keep && flushed {
+    } else if keep {
+        // What the socket did not take waits in rustls: the next round of
+        // `serve` sends it (parked until the client reads) before the next
+        // request of a pipelining client is answered.
         Next::KeepAlive
     } else {
         Next::Close { linger: !body_done }
@@ -505,7 +562,8 @@ fn discard_body(conn: &mut ClientConn, req: &Request) -> bool {
 /// Writes nexushub's own answer for `err` without waiting on the client.
 /// Returns (status, body bytes), with status 0 when the client could not be
 /// written to, and whether the answer is all out: when it is not, the rest
-/// waits in rustls and the connection must close (which waits for it, parked).
+/// waits in rustls, sent by whatever the connection does next (the next round
+/// of `serve`, or its close), parked until the client reads.
 fn answer(
     conn: &mut ClientConn,
     err: &ProxyError,

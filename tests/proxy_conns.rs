@@ -455,3 +455,226 @@ fn access_log_file_has_the_lines_after_exit() {
         "the access line also went to stderr"
     );
 }
+
+/// How long each pipelining client of the test below keeps sending.
+const PIPELINE_FLOOD: Duration = Duration::from_secs(6);
+
+/// Requests per write of the pipelining clients: large records make sending
+/// far cheaper than answering, so the client stays ahead of nexushub and its
+/// socket never runs dry (which would let the worker go without a bound).
+const PIPELINE_BATCH: usize = 512;
+
+/// New clients served one after another during the floods.
+const FRESH_CLIENTS: usize = 5;
+
+/// How soon each must be served.
+const FRESH_WITHIN: Duration = Duration::from_millis(800);
+
+/// The value of a response head's `Content-Length`.
+fn content_length(head: &[u8]) -> Option<usize> {
+    let name = b"\r\ncontent-length:";
+    let at = head
+        .windows(name.len())
+        .position(|w| w.eq_ignore_ascii_case(name))?;
+    let rest = &head[at + name.len()..];
+    let end = crate::support::find(rest, b"\r\n")?;
+    std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
+}
+
+/// The `N` of `host rN.localhost` in a 421 body: which request it answers.
+fn host_index(body: &[u8]) -> Option<usize> {
+    let at = crate::support::find(body, b"host r")? + 6;
+    let end = crate::support::find(&body[at..], b".localhost")?;
+    std::str::from_utf8(&body[at..at + end]).ok()?.parse().ok()
+}
+
+/// A client that pipelines requests nexushub answers itself (421: its Host is
+/// not its TLS server name) on one thread, without waiting for the answers,
+/// while another thread reads them. Returns the statuses and bodies read and
+/// how many requests were sent.
+fn pipeline_flood(port: u16, warm: mpsc::Sender<()>) -> (Vec<(u16, Option<usize>)>, usize) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let name = ServerName::try_from(HELLO).unwrap_or_else(|e| panic!("{e}"));
+    let mut tls = rustls::ClientConnection::new(client_config(rustls::ALL_VERSIONS), name)
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let mut sock = tcp_connect(port);
+    while tls.is_handshaking() {
+        tls.complete_io(&mut sock)
+            .unwrap_or_else(|e| panic!("handshake: {e}"));
+    }
+    let tls = Arc::new(Mutex::new(tls));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (tls, sent, done) = (tls.clone(), sent.clone(), done.clone());
+        let mut sock = sock.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::spawn(move || {
+            let until = Instant::now() + PIPELINE_FLOOD;
+            let mut n = 0;
+            while Instant::now() < until {
+                let mut batch = Vec::new();
+                for i in n..n + PIPELINE_BATCH {
+                    batch.extend_from_slice(
+                        format!("GET /p HTTP/1.1\r\nHost: r{i}.localhost\r\n\r\n").as_bytes(),
+                    );
+                }
+                // Encrypted under the lock, sent without it: the reader must
+                // not wait on a send that waits on nexushub reading.
+                let mut wire = Vec::new();
+                {
+                    let mut tls = lock(&tls);
+                    tls.writer()
+                        .write_all(&batch)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    while tls.wants_write() {
+                        tls.write_tls(&mut wire).unwrap_or_else(|e| panic!("{e}"));
+                    }
+                }
+                if sock.write_all(&wire).is_err() {
+                    break;
+                }
+                n += PIPELINE_BATCH;
+                sent.store(n, Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut plain = Vec::new();
+    let mut answers = Vec::new();
+    let mut raw = vec![0u8; 64 * 1024];
+    let mut warm = Some(warm);
+    // Bounded by the flood's length and the socket's read timeout.
+    while !(done.load(Ordering::SeqCst) && answers.len() >= sent.load(Ordering::SeqCst)) {
+        let n = match sock.read(&mut raw) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut tls = lock(&tls);
+            let mut rd = &raw[..n];
+            while !rd.is_empty() {
+                tls.read_tls(&mut rd).unwrap_or_else(|e| panic!("{e}"));
+                tls.process_new_packets()
+                    .unwrap_or_else(|e| panic!("tls: {e}"));
+                let _ = tls.reader().read_to_end(&mut plain);
+            }
+        }
+        // Whole responses off the front: a head, then its Content-Length
+        // body. Kept cheap (no allocation per answer) so that the client reads
+        // its answers faster than nexushub writes them.
+        let mut at = 0;
+        while let Some(end) = crate::support::find(&plain[at..], b"\r\n\r\n") {
+            let head_end = at + end + 4;
+            let head = &plain[at..head_end];
+            let status = std::str::from_utf8(head.get(9..12).unwrap_or_default())
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .unwrap_or(0);
+            let len = content_length(head)
+                .unwrap_or_else(|| panic!("no length: {}", String::from_utf8_lossy(head)));
+            if plain.len() < head_end + len {
+                break;
+            }
+            answers.push((status, host_index(&plain[head_end..head_end + len])));
+            at = head_end + len;
+        }
+        plain.drain(..at);
+        if answers.len() >= 100 {
+            if let Some(w) = warm.take() {
+                let _ = w.send(());
+            }
+        }
+    }
+    let _ = writer.join();
+    (answers, sent.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_client_pipelining_requests_nexushub_answers_itself_cannot_hold_a_worker() {
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "2")
+            // Hundreds of thousands of answers: their log lines would only
+            // load the machine the test measures on.
+            .set("access_log", "off")
+            .app("hello", HELLO, backend.addr()),
+    );
+    // As many flooding clients as workers.
+    let (warm_tx, warm_rx) = mpsc::channel();
+    let port = nexus.port();
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let warm = warm_tx.clone();
+            std::thread::spawn(move || pipeline_flood(port, warm))
+        })
+        .collect();
+    for _ in 0..2 {
+        warm_rx
+            .recv_timeout(SERVED_WITHIN)
+            .unwrap_or_else(|e| panic!("the flood did not start: {e}\n{}", nexus.dump()));
+    }
+    // Several new clients one after another, each served while both floods
+    // go on.
+    for n in 0..FRESH_CLIENTS {
+        let started = Instant::now();
+        let mut fresh = nexus.client(HELLO);
+        fresh.set_read_timeout(PIPELINE_FLOOD * 2);
+        let r = fresh.get(HELLO, "/fresh");
+        let took = started.elapsed();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (200, "served"),
+            "{}",
+            r.summary()
+        );
+        assert!(
+            took < FRESH_WITHIN,
+            "new client {n} waited {took:?} behind two pipelining clients"
+        );
+    }
+    for (k, flood) in floods.into_iter().enumerate() {
+        let (answers, sent) = flood
+            .join()
+            .unwrap_or_else(|_| panic!("flood {k} panicked"));
+        assert!(
+            sent > 0 && answers.len() == sent,
+            "flood {k}: {} answers to {sent} requests\n{}",
+            answers.len(),
+            nexus.dump()
+        );
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(
+                *answer,
+                (421, Some(i)),
+                "flood {k}, answer {i}: not the 421 for r{i}.localhost"
+            );
+        }
+    }
+}
+
+#[test]
+fn workers_above_the_cores_are_capped_with_a_note() {
+    let useful = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2);
+    if useful >= 64 {
+        eprintln!("skipped: {useful} cores, 64 workers are not above them");
+        return;
+    }
+    let backend = Backend::ok("served");
+    let nexus = Nexus::start(
+        &Conf::new()
+            .set("workers", "64")
+            .app("hello", HELLO, backend.addr()),
+    );
+    nexus.wait_log(
+        &format!("workers = 64 capped at {useful}, one per core"),
+        SERVED_WITHIN,
+    );
+    nexus.wait_log(&format!("({useful} workers, 1 app(s))"), SERVED_WITHIN);
+    assert_eq!(nexus.client(HELLO).get(HELLO, "/").status(), 200);
+}

@@ -221,17 +221,46 @@ impl Nexus {
 
     /// As [`Nexus::start`], with extra command-line arguments after `--config FILE`.
     pub fn start_with_args(conf: &Conf, args: &[&str]) -> Nexus {
-        Nexus::launch(conf, args, None)
+        Nexus::start_command(conf, None, |config| {
+            let mut cmd = Command::new(nexushub_bin());
+            cmd.arg("run").arg("--config").arg(config).args(args);
+            cmd
+        })
     }
 
     /// As [`Nexus::start`], running as user and group `uid` (the test must be
     /// root to pick another user): its directory, config, certificate and key are
     /// made readable to that user.
     pub fn start_as(conf: &Conf, uid: u32) -> Nexus {
-        Nexus::launch(conf, &[], Some(uid))
+        Nexus::start_command(conf, Some(uid), |config| {
+            let mut cmd = Command::new(nexushub_bin());
+            cmd.arg("run").arg("--config").arg(config);
+            cmd
+        })
     }
 
-    fn launch(conf: &Conf, args: &[&str], uid: Option<u32>) -> Nexus {
+    /// As [`Nexus::start`], under an open-file limit of `nofile` (soft and
+    /// hard), set by a shell that then execs nexushub (so the pid is its own).
+    pub fn start_with_nofile(conf: &Conf, nofile: u64) -> Nexus {
+        Nexus::start_command(conf, None, |config| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(format!(
+                    "ulimit -n {nofile} && exec \"$0\" run --config \"$1\""
+                ))
+                .arg(nexushub_bin())
+                .arg(config);
+            cmd
+        })
+    }
+
+    /// Writes `conf`, starts what `command` makes of the config file's path (as
+    /// user `uid` when given), and waits as [`Nexus::start`] does.
+    fn start_command(
+        conf: &Conf,
+        uid: Option<u32>,
+        command: impl FnOnce(&Path) -> Command,
+    ) -> Nexus {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         let dir = TestDir::new("run");
@@ -249,12 +278,8 @@ impl Nexus {
             }
         }
         let config = dir.write(CONFIG_FILE, &conf.render());
-        let mut cmd = Command::new(nexushub_bin());
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .current_dir(dir.path());
+        let mut cmd = command(&config);
+        cmd.current_dir(dir.path());
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
         }

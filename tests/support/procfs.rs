@@ -140,6 +140,13 @@ pub fn established_on(port: u16) -> usize {
         .count()
 }
 
+/// The resident memory of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +170,11 @@ mod tests {
     fn stat_with_spaces_and_parentheses_in_the_name_parses() {
         let p = parse_stat("77 (a (b) c) Z 5 70 70 0").map(|p| (p.comm, p.state, p.pgrp));
         assert_eq!(p, Some(("a (b) c".to_string(), 'Z', 70)));
+    }
+
+    #[test]
+    fn this_process_has_resident_memory() {
+        assert!(rss_kib(std::process::id()).is_some_and(|k| k > 0));
     }
 
     #[test]
