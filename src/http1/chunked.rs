@@ -16,8 +16,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use super::digits::push_hex;
 use super::headers::is_tchar;
-use super::push_hex;
 
 /// Longest chunk-size line, extensions and CRLF included.
 pub const MAX_CHUNK_LINE_BYTES: usize = 4096;

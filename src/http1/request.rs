@@ -11,9 +11,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::head::{self, HeadError};
+use super::head::{self, HeadError, MAX_HEADERS};
 use super::headers::{self, FieldError};
-use super::{Version, MAX_HEADERS};
+use super::version::Version;
 use crate::host;
 
 /// How the request body is framed on the client side (and so towards the backend).

@@ -9,10 +9,11 @@
 
 use std::fmt;
 
-use super::head::{self, HeadError};
+use super::digits::push_decimal;
+use super::head::{self, HeadError, MAX_HEADERS};
 use super::headers::{self, FieldError};
 use super::local::reason_phrase;
-use super::{push_decimal, Version, MAX_HEADERS};
+use super::version::Version;
 
 /// How the response body is framed on the backend side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
