@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Where each part lives:
-//! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys.
+//! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys;
+//!   [`time`]: UTC calendar time and RFC 3339 text.
 //! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
 //!   shared epoll set where connections wait and idle workers wait for them;
 //!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
@@ -47,6 +48,7 @@ pub mod readbuf;
 pub mod routes;
 pub mod server;
 pub mod sys;
+pub mod time;
 pub mod tls;
 pub mod upstream;
 pub mod whoami;

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use argh::FromArgs;
 use nexushub::config::{self, AppRun, Config};
-use nexushub::{procman, server, sys, tls, whoami, x509};
+use nexushub::{procman, server, sys, time, tls, whoami};
 
 /// nexushub: one program for one small host. It starts your web apps, keeps them
 /// alive, and puts them behind HTTPS by host name.
@@ -226,7 +226,7 @@ fn summary(config: &Config, tls: &tls::TlsSetup) -> String {
             leaf.names.join(", ")
         },
         tls.chain_len,
-        x509::format_rfc3339(leaf.not_after),
+        time::format_rfc3339(leaf.not_after),
     ));
     s.push_str(&format!("key {}\n", p.key.display()));
     if config.apps.is_empty() {

@@ -36,6 +36,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::version::{TLS12, TLS13};
 use rustls::{InconsistentKeys, ServerConfig};
 
+use crate::time;
 use crate::x509::{self, X509Error};
 
 /// Largest certificate or key file we read, in bytes. A full chain is a few KiB;
@@ -250,13 +251,13 @@ impl fmt::Display for TlsError {
                 f,
                 "{}: certificate expired on {}",
                 path.display(),
-                x509::format_rfc3339(*not_after)
+                time::format_rfc3339(*not_after)
             ),
             TlsError::NotYetValid { path, not_before } => write!(
                 f,
                 "{}: certificate not valid before {}",
                 path.display(),
-                x509::format_rfc3339(*not_before)
+                time::format_rfc3339(*not_before)
             ),
             TlsError::KeyMismatch { key, cert } => write!(
                 f,
@@ -319,7 +320,7 @@ pub fn expiry_warning(path: &Path, not_after: SystemTime, now: SystemTime) -> Op
         return Some(format!(
             "{}: certificate expired on {}",
             path.display(),
-            x509::format_rfc3339(not_after)
+            time::format_rfc3339(not_after)
         ));
     };
     if remaining >= Duration::from_secs(EXPIRY_WARNING_DAYS * SECS_PER_DAY) {
@@ -330,7 +331,7 @@ pub fn expiry_warning(path: &Path, not_after: SystemTime, now: SystemTime) -> Op
         "{}: certificate expires in {days} day{} on {}",
         path.display(),
         if days == 1 { "" } else { "s" },
-        x509::format_rfc3339(not_after)
+        time::format_rfc3339(not_after)
     ))
 }
 
@@ -507,7 +508,7 @@ fn check_chain(
                     .subject_cn
                     .as_deref()
                     .unwrap_or("no common name"),
-                x509::format_rfc3339(certificate.not_after)
+                time::format_rfc3339(certificate.not_after)
             ));
         }
     }
@@ -587,11 +588,11 @@ mod tests {
 
     /// Any time inside the good leaves' validity (2025-01-01 .. 2055-12-31).
     fn now() -> SystemTime {
-        x509::parse_rfc3339("2026-06-01T00:00:00Z").expect("time")
+        time::parse_rfc3339("2026-06-01T00:00:00Z").expect("time")
     }
 
     fn at(text: &str) -> SystemTime {
-        x509::parse_rfc3339(text).expect("time")
+        time::parse_rfc3339(text).expect("time")
     }
 
     fn load_fixtures(cert: &str, key: &str) -> Result<TlsSetup, TlsError> {
