@@ -30,7 +30,8 @@
 //!   manager (children, health checks, restarts, reloads, the watchdog).
 //! - [`error`]: errors and the one function that turns them into statuses;
 //!   [`access_log`]: one line per request; [`server`]: `nexushub run`;
-//!   [`whoami`]: the demo backend; [`sys`]: the only module with `unsafe`.
+//!   [`sys`]: the only module with `unsafe`.
+//! - `whoami.rs`, the demo backend, belongs to the binary: `main.rs` declares it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -51,6 +52,5 @@ pub mod sys;
 pub mod time;
 pub mod tls;
 pub mod upstream;
-pub mod whoami;
 pub mod worker;
 pub mod x509;

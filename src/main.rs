@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use argh::FromArgs;
 use nexushub::config::{self, AppRun, Config};
-use nexushub::{procman, server, sys, time, tls, whoami};
+use nexushub::{procman, server, sys, time, tls};
+
+mod whoami;
 
 /// nexushub: one program for one small host. It starts your web apps, keeps them
 /// alive, and puts them behind HTTPS by host name.
