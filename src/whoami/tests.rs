@@ -158,7 +158,7 @@ fn keep_alive_twice() {
             body,
             format!(
                 "GET {path} HTTP/1.1\nHost: h.example\nX-Forwarded-For: 1.2.3.4\npeer: {local}\n\
-                 body: 0 bytes fnv1a64=cbf29ce484222325\n"
+                     body: 0 bytes fnv1a64=cbf29ce484222325\n"
             )
         );
     }
