@@ -29,7 +29,7 @@ use nexushub::http1::{
     ClientFraming, Progress, Request, RequestError, Response, ResponseBody, ResponseError, Version,
     CHUNK_END, LAST_CHUNK,
 };
-use nexushub::x509;
+use nexushub::{time, x509};
 
 /// Head cap for the request and response targets: below libFuzzer's default
 /// `-max_len` of 4096, so both complete heads and "too large" are reachable.
@@ -974,8 +974,8 @@ pub fn parse_certificate(data: &[u8]) {
         assert!(!cn.chars().any(char::is_control), "{cn:?}");
     }
     for t in [cert.not_before, cert.not_after] {
-        let text = x509::format_rfc3339(t);
-        assert_eq!(x509::parse_rfc3339(&text), Some(t), "{text}");
+        let text = time::format_rfc3339(t);
+        assert_eq!(time::parse_rfc3339(&text), Some(t), "{text}");
     }
     // Definite DER lengths: no proper prefix is a certificate, nor is one with more after it.
     for n in prefix_lengths(data.len()) {
@@ -1007,8 +1007,8 @@ pub fn parse_time(data: &[u8]) {
     // A DER time reads as the calendar fields it spells.
     if let Some((&tag, value)) = data.split_first() {
         if let Ok(t) = x509::parse_time(tag, value) {
-            let text = x509::format_rfc3339(t);
-            assert_eq!(x509::parse_rfc3339(&text), Some(t), "{text}");
+            let text = time::format_rfc3339(t);
+            assert_eq!(time::parse_rfc3339(&text), Some(t), "{text}");
             let digits = match tag {
                 TAG_UTC_TIME => {
                     let century = if value[0] >= b'5' { "19" } else { "20" };
@@ -1033,8 +1033,8 @@ pub fn parse_time(data: &[u8]) {
 
     // RFC 3339 text that parses is already in the one form we write.
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(t) = x509::parse_rfc3339(text) {
-            assert_eq!(x509::format_rfc3339(t), text);
+        if let Some(t) = time::parse_rfc3339(text) {
+            assert_eq!(time::format_rfc3339(t), text);
         }
     }
 
@@ -1048,9 +1048,9 @@ pub fn parse_time(data: &[u8]) {
         let secs = YEAR_0_SECS + (raw % span) as i64;
         let whole = epoch_offset(secs);
         let t = whole + Duration::from_nanos(u64::from(nanos));
-        let text = x509::format_rfc3339(t);
+        let text = time::format_rfc3339(t);
         assert_eq!(
-            x509::parse_rfc3339(&text),
+            time::parse_rfc3339(&text),
             Some(whole),
             "{text} from {secs}"
         );
@@ -1063,8 +1063,8 @@ pub fn parse_time(data: &[u8]) {
         .into_iter()
         .flatten()
         {
-            let text = x509::format_rfc3339(far);
-            if let Some(back) = x509::parse_rfc3339(&text) {
+            let text = time::format_rfc3339(far);
+            if let Some(back) = time::parse_rfc3339(&text) {
                 assert!(back <= far, "{text}");
                 assert!(far
                     .duration_since(back)

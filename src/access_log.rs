@@ -188,7 +188,7 @@ impl AccessLog {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             if *second != Some(secs) {
-                *stamp = crate::x509::format_rfc3339(now);
+                *stamp = crate::time::format_rfc3339(now);
                 *second = Some(secs);
             }
             format_line(text, stamp, e);

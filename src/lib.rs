@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Where each part lives:
-//! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys.
+//! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys;
+//!   [`time`]: UTC calendar time and RFC 3339 text.
 //! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
 //!   shared epoll set where connections wait and idle workers wait for them;
 //!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
@@ -32,7 +33,8 @@
 //!   [`log_sink`]: the buffer and writer thread behind both, so that nothing
 //!   that logs waits on a disk or a pipe; [`escape`]: what keeps control
 //!   characters out of every log line; [`server`]: `nexushub run`;
-//!   [`whoami`]: the demo backend; [`sys`]: the only module with `unsafe`.
+//!   [`sys`]: the only module with `unsafe`.
+//! - `whoami.rs`, the demo backend, belongs to the binary: `main.rs` declares it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -53,8 +55,8 @@ pub mod readbuf;
 pub mod routes;
 pub mod server;
 pub mod sys;
+pub mod time;
 pub mod tls;
 pub mod upstream;
-pub mod whoami;
 pub mod worker;
 pub mod x509;

@@ -199,7 +199,7 @@ impl Sink {
         };
         if dropped > 0 {
             // After the lines before the gap: where the lines were lost.
-            crate::logger::push_dropped_note(spare, dropped);
+            push_dropped_note(spare, dropped);
         }
         let res = dest.write_all(spare);
         spare.clear();
@@ -281,9 +281,31 @@ impl Sink {
     }
 }
 
+/// Appends the line that says `n` lines were dropped (written by the sink's
+/// writer where the gap is).
+pub fn push_dropped_note(out: &mut Vec<u8>, n: u64) {
+    let (mut second, mut stamp) = (None, String::new());
+    crate::time::push_stamp(out, &mut second, &mut stamp, std::time::SystemTime::now());
+    let _ = writeln!(
+        out,
+        " [WARN] {n} log lines dropped: the log's reader did not keep up"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_note_is_one_warn_line() {
+        let mut out = b"before\n".to_vec();
+        push_dropped_note(&mut out, 42);
+        let text = String::from_utf8(out).expect("utf-8");
+        let note = text.strip_prefix("before\n").expect("appended");
+        assert!(note.ends_with(" [WARN] 42 log lines dropped: the log's reader did not keep up\n"));
+        assert_eq!(note.matches('\n').count(), 1);
+    }
+
     use std::fs;
     use std::io::Read;
     use std::os::unix::net::UnixStream;

@@ -98,30 +98,6 @@ thread_local! {
     static LINE: RefCell<LineBuf> = RefCell::new(LineBuf::default());
 }
 
-/// Appends `t` as RFC 3339 UTC with the fraction's trailing zeros left out (as
-/// the `time` crate writes it, so the format did not change with the logger).
-fn push_stamp(out: &mut Vec<u8>, second: &mut Option<u64>, stamp: &mut String, t: SystemTime) {
-    let since = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    if *second != Some(since.as_secs()) {
-        let full = crate::x509::format_rfc3339(t);
-        *stamp = full.strip_suffix('Z').unwrap_or(&full).to_string();
-        *second = Some(since.as_secs());
-    }
-    out.extend_from_slice(stamp.as_bytes());
-    let mut nanos = since.subsec_nanos();
-    if nanos != 0 {
-        let mut digits = 9;
-        while nanos % 10 == 0 {
-            nanos /= 10;
-            digits -= 1;
-        }
-        let _ = write!(out, ".{nanos:0digits$}");
-    }
-    out.push(b'Z');
-}
-
 /// Formats `TIME [LEVEL] ` + `body` (escaped) + `\n` in this thread's buffer
 /// and hands it to `f`.
 fn with_line<R>(
@@ -137,7 +113,7 @@ fn with_line<R>(
             stamp,
         } = b;
         line.clear();
-        push_stamp(line, second, stamp, SystemTime::now());
+        crate::time::push_stamp(line, second, stamp, SystemTime::now());
         let _ = write!(line, " [{level}] ");
         body(line, message);
         line.push(b'\n');
@@ -212,17 +188,6 @@ pub fn app_line(app: &str, line: &[u8]) {
         |l| sink.push_now(l, APP_OUTPUT_CAP_BYTES),
     )
     .unwrap_or(());
-}
-
-/// Appends the line that says `n` lines were dropped (written by the sink's
-/// writer where the gap is).
-pub fn push_dropped_note(out: &mut Vec<u8>, n: u64) {
-    let (mut second, mut stamp) = (None, String::new());
-    push_stamp(out, &mut second, &mut stamp, SystemTime::now());
-    let _ = writeln!(
-        out,
-        " [WARN] {n} log lines dropped: the log's reader did not keep up"
-    );
 }
 
 /// The rate limit of one call site: lock-free, two atomics.
@@ -329,7 +294,7 @@ mod tests {
     fn stamp_of(secs: u64, nanos: u32) -> String {
         let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
         let mut out = Vec::new();
-        push_stamp(&mut out, &mut None, &mut String::new(), t);
+        crate::time::push_stamp(&mut out, &mut None, &mut String::new(), t);
         String::from_utf8(out).expect("utf-8")
     }
 
@@ -359,7 +324,7 @@ mod tests {
         let mut out = Vec::new();
         for (secs, want) in [(0, "1970-01-01T00:00:00Z"), (61, "1970-01-01T00:01:01Z")] {
             out.clear();
-            push_stamp(
+            crate::time::push_stamp(
                 &mut out,
                 &mut second,
                 &mut stamp,
@@ -367,16 +332,6 @@ mod tests {
             );
             assert_eq!(out, want.as_bytes());
         }
-    }
-
-    #[test]
-    fn dropped_note_is_one_warn_line() {
-        let mut out = b"before\n".to_vec();
-        push_dropped_note(&mut out, 42);
-        let text = String::from_utf8(out).expect("utf-8");
-        let note = text.strip_prefix("before\n").expect("appended");
-        assert!(note.ends_with(" [WARN] 42 log lines dropped: the log's reader did not keep up\n"));
-        assert_eq!(note.matches('\n').count(), 1);
     }
 
     fn ms(n: u64) -> Duration {

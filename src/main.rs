@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use argh::FromArgs;
 use nexushub::config::{self, AppRun, Config};
-use nexushub::{logger, procman, server, sys, tls, whoami, x509};
+use nexushub::{logger, procman, server, sys, time, tls};
+
+mod whoami;
 
 /// nexushub: one program for one small host. It starts your web apps, keeps them
 /// alive, and puts them behind HTTPS by host name.
@@ -231,7 +233,7 @@ fn summary(config: &Config, tls: &tls::TlsSetup) -> String {
             leaf.names.join(", ")
         },
         tls.chain_len,
-        x509::format_rfc3339(leaf.not_after),
+        time::format_rfc3339(leaf.not_after),
     ));
     s.push_str(&format!("key {}\n", p.key.display()));
     if let Some(n) = nofile_limit() {

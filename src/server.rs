@@ -319,6 +319,6 @@ fn reload(
         "reloaded {}: certificate {} valid until {}",
         path.display(),
         running.config.proxy.cert.display(),
-        crate::x509::format_rfc3339(running.not_after)
+        crate::time::format_rfc3339(running.not_after)
     );
 }

@@ -12,6 +12,7 @@ mod apps;
 mod cli;
 mod fuzz_seeds;
 mod harness;
+mod layers;
 mod logs;
 mod proxy_bodies;
 mod proxy_conns;

@@ -1,5 +1,5 @@
-//! Fuzz target `parse_time`: `x509::parse_time`, `format_rfc3339` and
-//! `parse_rfc3339`: DER times spell their calendar fields, text round-trips.
+//! Fuzz target `parse_time`: `x509::parse_time`, `time::format_rfc3339` and
+//! `time::parse_rfc3339`: DER times spell their calendar fields, text round-trips.
 //! The properties are in `../properties.rs`, shared with the seed replay in
 //! `tests/fuzz_seeds.rs`.
 #![no_main]

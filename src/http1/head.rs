@@ -8,6 +8,9 @@
 //! read differently: bare CR, bare LF, control bytes, obs-fold, whitespace before a
 //! field's colon. It runs over at most `max_head_bytes` bytes.
 
+/// Header fields parsed per head; one more is a 431 (request) or 502 (response).
+pub const MAX_HEADERS: usize = 100;
+
 /// Empty lines (CRLF) skipped before a start line. RFC 9112 §2.2 asks a server to
 /// ignore at least one (some clients send a CRLF after a POST body); a few more
 /// are harmless, an endless stream of them is not.

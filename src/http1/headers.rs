@@ -8,7 +8,8 @@
 //! failure there is a bug in nexushub, not bad input, because every parsed value has
 //! already been checked byte by byte.
 
-use super::{push_decimal, push_ip, Version};
+use super::digits::{push_decimal, push_ip};
+use super::version::Version;
 
 /// Longest `Content-Length` we accept, in digits: 18 digits cannot overflow a u64.
 pub(crate) const MAX_CONTENT_LENGTH_DIGITS: usize = 18;

@@ -1,8 +1,8 @@
 //! Responses nexushub makes itself (400, 404, 421, 431, 502, 503, 504 ...): a short
 //! plain-text body saying what happened, and the standard reason phrases.
 
+use super::digits::push_decimal;
 use super::headers::{self, write_content_length};
-use super::push_decimal;
 
 /// The standard reason phrase for `status`, or the name of its class when the code
 /// has none of its own (so a status line never has an empty reason).

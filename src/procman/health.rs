@@ -9,9 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-
-use super::supervisor::Event;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 /// How often an instance that is not healthy is checked.
 pub const CHECK_INTERVAL_STARTING: Duration = Duration::from_millis(100);
@@ -38,10 +36,15 @@ pub struct Target {
     pub upstream: bool,
 }
 
-/// The body of a checker thread: checks `target` until `stop` is dropped (or the
-/// supervisor is gone), sending each result as [`Event::Health`] for
-/// (`slot`, `run`).
-pub fn run_checker(target: Target, slot: u64, run: u64, events: Sender<Event>, stop: Receiver<()>) {
+/// The body of a checker thread: checks `target` until `stop` is dropped, handing
+/// each result to `report`, which returns false once nobody listens (the
+/// supervisor is gone). Reporting through a closure keeps this file below the
+/// supervisor: it knows nothing of the events the supervisor sleeps on.
+pub(crate) fn run_checker(
+    target: Target,
+    mut report: impl FnMut(Result<(), String>) -> bool,
+    stop: Receiver<()>,
+) {
     let mut failing_since: Option<Instant> = None;
     loop {
         let result = check(target.addr, target.path.as_deref(), &target.hosts);
@@ -56,7 +59,7 @@ pub fn run_checker(target: Target, slot: u64, run: u64, events: Sender<Event>, s
                 CHECK_INTERVAL_STARTING
             }
         };
-        if events.send(Event::Health { slot, run, result }).is_err() {
+        if !report(result) {
             return;
         }
         match stop.recv_timeout(wait) {

@@ -441,7 +441,8 @@ impl Supervisor {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let events = self.events_tx.clone();
         self.spawn_helper(format!("health-{name}"), move || {
-            health::run_checker(target, slot, run, events, stop_rx)
+            let report = |result| events.send(Event::Health { slot, run, result }).is_ok();
+            health::run_checker(target, report, stop_rx)
         })?;
         Ok(stop_tx)
     }
