@@ -4,7 +4,7 @@
 //! [`parse`] is sans-IO: text and the file's path in (the path is used for
 //! messages and to resolve relative paths against the file's own directory),
 //! a value out; only [`load`] touches the disk, reading under a size cap. The
-//! grammar is the SPEC's ("Config file"): `key = value` lines under one
+//! grammar (docs/config.md): `key = value` lines under one
 //! `[proxy]` and any number of `[app NAME]` headers, `#` comments, blank lines.
 //! It is a small hand-written line loop rather than a TOML library because the
 //! format is tiny and every error has to point at one line of it.
@@ -162,7 +162,7 @@ pub struct ProxyConfig {
     /// How long an unused pooled backend connection is kept.
     pub backend_idle_timeout: Duration,
     /// Waiting for the client between reads of a request body and between
-    /// writes of a response (a docs/config.md addition to the SPEC's deadlines).
+    /// writes of a response (nexushub's own addition to the usual proxy deadlines).
     pub client_timeout: Duration,
     /// On shutdown: for requests in flight, then for children to exit.
     pub shutdown_grace: Duration,

@@ -2,7 +2,7 @@
 //! authority, an SNI name or a config `hosts =` entry means as a routing key.
 //!
 //! A host is matched case-insensitively, without its port and without a trailing
-//! dot (SPEC, "Config file"). Everything here is pure and allocation-light so that
+//! dot (docs/config.md). Everything here is pure and allocation-light so that
 //! the request parser, the config parser and the fuzz targets share one definition.
 
 use std::fmt;

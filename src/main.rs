@@ -1,4 +1,4 @@
-//! The `nexushub` command: `run`, `check` and `whoami` (SPEC, "Commands").
+//! The `nexushub` command: `run`, `check` and `whoami` (the README's "Commands").
 //!
 //! Exit codes: 0 after a clean shutdown or a good check; 1 for a bad config,
 //! certificate or key (one line naming the file and the problem, before anything

@@ -1,4 +1,4 @@
-//! `nexushub run`: wires the threads of the SPEC's picture together and runs the
+//! `nexushub run`: wires the threads of the picture in `lib.rs` together and runs the
 //! signal loop until SIGTERM or SIGINT, then shuts down in order.
 //!
 //! Start-up order: TLS material (a bad certificate or key stops us here, exit 1),

@@ -1,7 +1,7 @@
 //! TLS setup: turns the configured certificate and key files into the rustls
 //! `ServerConfig` every connection shares, after checking everything an operator
-//! can get wrong, so that a bad pair stops the start with one clear line (SPEC,
-//! "Behaviour on the wire") instead of failing handshakes later.
+//! can get wrong, so that a bad pair stops the start with one clear line
+//! (docs/wire.md) instead of failing handshakes later.
 //!
 //! ```text
 //!  cert PEM ─ read, capped ─> CERTIFICATE sections ─ x509 ─> names, validity ──┐

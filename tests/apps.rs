@@ -1,6 +1,6 @@
 //! The process manager end to end: `nexushub run` with `command` apps (real
 //! children running `nexushub whoami` on `$PORT`), real signals, and a real TLS
-//! client on loopback. What issue 3 asks to see: an app takes traffic only once
+//! client on loopback. What the process manager promises: an app takes traffic only once
 //! healthy; a killed app answers 503 (never a hang) and comes back; a crash loop
 //! backs off 1, 2, 4 s while another app keeps serving; SIGHUP adds, removes and
 //! replaces apps without a failed request, and refuses a bad config whole; SIGTERM
@@ -621,8 +621,8 @@ fn sighup_adds_removes_and_replaces_apps_without_a_failed_request() {
     );
 }
 
-/// SPEC: "a changed app is replaced without a failed request (... then the old
-/// one is drained and stopped)". A request the old generation is still serving
+/// A changed app is replaced without a failed request (... then the old
+/// one is drained and stopped). A request the old generation is still serving
 /// when the drain delay (1 s) is over holds its SIGTERM back (up to
 /// shutdown_grace). Regression: the drain used to be a fixed 1 s, and a 2.5 s
 /// request got a 502.

@@ -1,4 +1,4 @@
-//! Every status code nexushub answers by itself (SPEC, "Behaviour on the wire"), each
+//! Every status code nexushub answers by itself (docs/wire.md), each
 //! from its real cause: malformed requests (400, then close), `TRACE` (405), an
 //! expectation other than 100-continue (417), an oversized head (431, then close),
 //! an unknown host (404), SNI naming another host (421), an app with no healthy
