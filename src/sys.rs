@@ -65,7 +65,7 @@ impl Watch {
     }
 }
 
-/// A ready event returned by [`Epoll::wait`]: the registration's token.
+/// A ready event returned by [`Epoll::wait_one`]: the registration's token.
 #[derive(Debug, Clone, Copy)]
 pub struct Event {
     /// The token given at registration.
