@@ -34,8 +34,7 @@ pub const DEFAULT_WORKERS_RANGE: (usize, usize) = (2, 64);
 /// The default `workers`: one per core (as nginx's `worker_processes auto`),
 /// within [`DEFAULT_WORKERS_RANGE`]. No worker waits on a client or on a
 /// backend's answer, so more workers than cores only add idle ones for each
-/// ready connection to wake (measured with benches/compare: 2, 3 and 4 workers
-/// within noise of each other on 2 cores, 2 the best at 16 connections).
+/// ready connection to wake (docs/performance.md has the measurements).
 pub fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     cores.clamp(DEFAULT_WORKERS_RANGE.0, DEFAULT_WORKERS_RANGE.1)
