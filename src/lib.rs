@@ -19,11 +19,8 @@
 //! Where each part lives:
 //! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys;
 //!   [`time`]: UTC calendar time and RFC 3339 text.
-//! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
-//!   shared epoll set where connections wait and idle workers wait for them;
-//!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
-//!   connections and their shared pool; [`readbuf`]: the workers' backend read
-//!   buffer.
+//! - [`proxy`]: the proxy runtime (the acceptor, the park set, client and
+//!   backend connections, the exchange, the workers).
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
@@ -38,25 +35,19 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod acceptor;
 pub mod access_log;
 pub mod config;
-pub mod conn;
 pub mod error;
 pub mod escape;
-pub mod forward;
 pub mod host;
 pub mod http1;
 pub mod log_sink;
 pub mod logger;
-pub mod park;
 pub mod procman;
-pub mod readbuf;
+pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod sys;
 pub mod time;
 pub mod tls;
-pub mod upstream;
-pub mod worker;
 pub mod x509;

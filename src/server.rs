@@ -16,17 +16,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 
-use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
 use crate::config::{self, Config};
-use crate::conn::Census;
-use crate::park::ParkSet;
 use crate::procman;
+use crate::proxy::acceptor::{Acceptor, AcceptorConfig};
+use crate::proxy::backend::Pool;
+use crate::proxy::client::Census;
+use crate::proxy::park::ParkSet;
+use crate::proxy::worker::{self, Limits, Shared};
 use crate::routes::{self, RouteMap, SharedRoutes};
 use crate::sys::{self, Signal};
 use crate::tls;
-use crate::upstream::Pool;
-use crate::worker::{self, Limits, Shared};
 
 /// How often the signal loop wakes when no signal comes, for the certificate
 /// expiry check (the access log has a writer thread of its own).

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nexushub::conn::{Census, ClientConn, Fill, MinRate, Slot};
-use nexushub::forward::{Exchange, Progress, Waiting};
-use nexushub::readbuf::ReadBuf;
+use nexushub::proxy::backend::Pool;
+use nexushub::proxy::client::{Census, ClientConn, Fill, MinRate, Slot};
+use nexushub::proxy::exchange::{Exchange, Progress, Waiting};
+use nexushub::proxy::readbuf::ReadBuf;
+use nexushub::proxy::worker::{InFlight, Limits, WorkerState};
 use nexushub::sys::{self, Interest};
-use nexushub::upstream::Pool;
-use nexushub::worker::{InFlight, Limits, WorkerState};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
@@ -418,9 +418,9 @@ fn response_head_is_not_lost_behind_tls_bytes_rustls_holds() {
     // Bounded by the deadline.
     loop {
         match conn.drive_handshake() {
-            Ok(nexushub::conn::Handshake::Done) => break,
-            Ok(nexushub::conn::Handshake::NeedRead) => wait(&conn, Interest::Read),
-            Ok(nexushub::conn::Handshake::NeedWrite) => wait(&conn, Interest::Write),
+            Ok(nexushub::proxy::client::Handshake::Done) => break,
+            Ok(nexushub::proxy::client::Handshake::NeedRead) => wait(&conn, Interest::Read),
+            Ok(nexushub::proxy::client::Handshake::NeedWrite) => wait(&conn, Interest::Write),
             Err(e) => panic!("handshake: {e}"),
         }
     }

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::access_log::AccessLog;
-use crate::conn::{Census, ClientConn, Phase, Refusal, Slot};
-use crate::forward::Waiting;
-use crate::park::ParkSet;
+use crate::proxy::client::{Census, ClientConn, Phase, Refusal, Slot};
+use crate::proxy::exchange::Waiting;
+use crate::proxy::park::ParkSet;
 use crate::sys::{self, Interest};
 
 /// Most connections accepted per wake-up, so the sweep is not starved.
@@ -241,7 +241,7 @@ impl Acceptor {
                         conn.repoll = true;
                         self.parked.park(conn, Interest::Write);
                     } else {
-                        crate::worker::expire(conn, &self.access);
+                        crate::proxy::worker::expire(conn, &self.access);
                     }
                 }
             }

@@ -23,12 +23,12 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::conn::{ClientConn, ConnError, Fill, READ_CHUNK_BYTES};
 use crate::error::ProxyError;
 use crate::http1::{self, BodyFraming, ClientFraming, Request, ResponseBody, Version};
+use crate::proxy::backend::{self, BackendConn};
+use crate::proxy::client::{ClientConn, ConnError, Fill, READ_CHUNK_BYTES};
+use crate::proxy::worker::{InFlight, Limits, WorkerState};
 use crate::sys::{self, Interest};
-use crate::upstream::{self, BackendConn};
-use crate::worker::{InFlight, Limits, WorkerState};
 
 /// Largest response head accepted from a backend.
 pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
@@ -487,7 +487,7 @@ impl Exchange {
                 ),
             }
         }
-        let be = upstream::connect_start(self.addr).map_err(|source| Failure::Answer {
+        let be = backend::connect_start(self.addr).map_err(|source| Failure::Answer {
             error: ProxyError::Connect {
                 app: self.app.clone(),
                 addr: self.addr,

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::park::Registration;
-use crate::readbuf::ReadBuf;
+use crate::proxy::park::Registration;
+use crate::proxy::readbuf::ReadBuf;
 use crate::sys;
 
 /// Idle connections kept per backend address (nginx's `keepalive` is 256 per

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rustls::ServerConnection;
 
-use crate::park::Registration;
+use crate::proxy::park::Registration;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -232,7 +232,7 @@ pub struct ClientConn {
     /// current exchange; what `min_data_rate` is measured against.
     pub waited: Duration,
     /// The exchange in progress while the connection is parked in it.
-    pub exchange: Option<Box<crate::forward::Exchange>>,
+    pub exchange: Option<Box<crate::proxy::exchange::Exchange>>,
     /// When the connection was parked in its exchange (for `waited`).
     pub parked_at: Option<Instant>,
     /// While closing: how many more client bytes may be read away (0: none).

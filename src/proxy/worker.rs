@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 
 use crate::access_log::{AccessLog, Entry};
 use crate::config::ProxyConfig;
-use crate::conn::{
+use crate::error::ProxyError;
+use crate::http1::{self, BodyFraming, Request};
+use crate::proxy::backend::Pool;
+use crate::proxy::client::{
     ClientConn, Fill, Handshake, MinRate, Phase, LINGER, LINGER_MAX_BYTES, READ_CHUNK_BYTES,
 };
-use crate::error::ProxyError;
-use crate::forward::{Exchange, Failure, Progress, Waiting};
-use crate::http1::{self, BodyFraming, Request};
-use crate::park::ParkSet;
-use crate::readbuf::ReadBuf;
+use crate::proxy::exchange::{Exchange, Failure, Progress, Waiting};
+use crate::proxy::park::ParkSet;
+use crate::proxy::readbuf::ReadBuf;
 use crate::routes::{self, SharedRoutes};
 use crate::sys::Interest;
-use crate::upstream::Pool;
 
 /// Request bodies up to this size are read away when nexushub answers a request
 /// itself, so the connection can go on; larger ones close it instead.

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::conn::ClientConn;
-use crate::forward::Waiting;
+use crate::proxy::client::ClientConn;
+use crate::proxy::exchange::Waiting;
 use crate::sys::{Epoll, Interest, Watch};
 
 /// Shards of the token table, so that parking and waking rarely meet on a lock.
@@ -341,7 +341,7 @@ mod tests {
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::path::Path;
 
-    use crate::conn::{Census, Slot};
+    use crate::proxy::client::{Census, Slot};
 
     /// A connection around the server side of a loopback pair, and the client side.
     fn pair() -> (Box<ClientConn>, TcpStream) {
