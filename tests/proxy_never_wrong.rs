@@ -15,10 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nexushub::proxy::backend::Pool;
-use nexushub::proxy::client::{Census, ClientConn, Fill, MinRate, Slot};
-use nexushub::proxy::exchange::{Exchange, Progress, Waiting};
-use nexushub::proxy::readbuf::ReadBuf;
-use nexushub::proxy::worker::{InFlight, Limits, WorkerState};
+use nexushub::proxy::census::{Census, Slot};
+use nexushub::proxy::client::{ClientConn, Fill, MinRate};
+use nexushub::proxy::exchange::{Exchange, InFlight, Limits, Progress, Scratch};
+use nexushub::proxy::park::Waiting;
 use nexushub::sys::{self, Interest};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
@@ -483,11 +483,7 @@ fn response_head_is_not_lost_behind_tls_bytes_rustls_holds() {
             grace: WITHIN,
         },
     };
-    let mut st = WorkerState {
-        pool: Arc::new(Pool::new(WITHIN)),
-        rbuf: ReadBuf::new(64 * 1024),
-        out: Vec::new(),
-    };
+    let mut st = Scratch::new(Arc::new(Pool::new(WITHIN)));
     let counter = Arc::new(AtomicUsize::new(0));
     let mut ex = Exchange::new(
         req,

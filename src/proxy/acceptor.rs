@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::access_log::AccessLog;
-use crate::proxy::client::{Census, ClientConn, Phase, Refusal, Slot};
-use crate::proxy::exchange::Waiting;
-use crate::proxy::park::ParkSet;
+use crate::proxy::census::{Census, Refusal, Slot};
+use crate::proxy::client::ClientConn;
+use crate::proxy::park::{ParkSet, Parked};
+use crate::proxy::session::{self, Phase, Session};
 use crate::sys::{self, Interest};
 
 /// Most connections accepted per wake-up, so the sweep is not starved.
@@ -55,7 +56,7 @@ pub struct Acceptor {
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     config: AcceptorConfig,
     census: Arc<Census>,
-    parked: Arc<ParkSet>,
+    parked: Arc<ParkSet<Session>>,
     access: Arc<AccessLog>,
     shutdown: Arc<AtomicBool>,
     refused: u64,
@@ -70,7 +71,7 @@ impl Acceptor {
         tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
         config: AcceptorConfig,
         census: Arc<Census>,
-        parked: Arc<ParkSet>,
+        parked: Arc<ParkSet<Session>>,
         access: Arc<AccessLog>,
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<Acceptor> {
@@ -168,8 +169,9 @@ impl Acceptor {
                 }
             };
             let deadline = Instant::now() + self.config.handshake_timeout;
-            let conn = Box::new(ClientConn::new(sock, tls, peer, deadline, slot));
-            self.parked.park(conn, Interest::Read);
+            let conn = ClientConn::new(sock, tls, peer, deadline, slot);
+            self.parked
+                .park(Box::new(Session::new(conn)), Interest::Read);
         }
     }
 
@@ -204,46 +206,42 @@ impl Acceptor {
     }
 
     fn sweep_deadlines(&mut self) {
-        for conn in self.parked.take_expired(Instant::now()) {
-            match conn.phase {
+        for mut s in self.parked.take_expired(Instant::now()) {
+            let peer = s.conn.peer;
+            let on_backend = match &mut s.phase {
+                Phase::Exchange { exchange, .. } => exchange.expire_backend_wait(),
+                _ => false,
+            };
+            if on_backend {
+                // The answer (504, or a cut) is a worker's to give: the
+                // client's socket is writable, so parking the exchange on it
+                // wakes one at once. A client that does not take it within
+                // client_timeout is cut off as below.
+                s.conn.deadline = Instant::now() + self.config.client_timeout;
+                // Parked without a write that said EAGAIN: re-poll.
+                s.conn.repoll = true;
+                self.parked.park(s, Interest::Write);
+                continue;
+            }
+            match s.phase {
                 Phase::Handshake => {
-                    log::info!("{}: TLS handshake timed out", conn.peer);
-                    conn.abort();
+                    log::info!("{peer}: TLS handshake timed out");
+                    s.abort();
                 }
                 Phase::Head => {
-                    log::info!("{}: request head timed out", conn.peer);
+                    log::info!("{peer}: request head timed out");
                     // A 408 would need a worker; closing is what the deadline is for.
-                    conn.close();
+                    s.close();
                 }
                 Phase::Idle => {
-                    log::debug!("{}: idle keep-alive connection closed", conn.peer);
-                    conn.close();
+                    log::debug!("{peer}: idle keep-alive connection closed");
+                    s.close();
                 }
-                Phase::Closing => {
-                    log::debug!("{}: closed after its linger", conn.peer);
-                    drop(conn);
+                Phase::Closing { .. } => {
+                    log::debug!("{peer}: closed after its linger");
+                    drop(s);
                 }
-                Phase::Exchange => {
-                    let on_backend = conn.exchange.as_ref().is_some_and(|ex| {
-                        matches!(ex.waiting(), Some(Waiting::Backend(_))) && !ex.expired
-                    });
-                    if on_backend {
-                        // The answer (504, or a cut) is a worker's to give: the
-                        // client's socket is writable, so parking the exchange
-                        // on it wakes one at once. A client that does not take
-                        // it within client_timeout is cut off as below.
-                        let mut conn = conn;
-                        if let Some(ex) = conn.exchange.as_mut() {
-                            ex.expired = true;
-                        }
-                        conn.deadline = Instant::now() + self.config.client_timeout;
-                        // Parked without a write that said EAGAIN: re-poll.
-                        conn.repoll = true;
-                        self.parked.park(conn, Interest::Write);
-                    } else {
-                        crate::proxy::worker::expire(conn, &self.access);
-                    }
-                }
+                Phase::Exchange { .. } => session::expire(s, &self.access),
             }
         }
     }

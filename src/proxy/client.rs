@@ -12,16 +12,13 @@
 //! value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use rustls::ServerConnection;
 
+use crate::proxy::census::Slot;
 use crate::proxy::park::Registration;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
@@ -45,114 +42,6 @@ pub struct MinRate {
     pub bytes_per_sec: u64,
     /// Waiting allowed before the rate applies.
     pub grace: Duration,
-}
-
-/// Where the connection is between requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The TLS handshake is under way.
-    Handshake,
-    /// Between requests, no byte of the next one yet.
-    Idle,
-    /// Part of a request head has arrived.
-    Head,
-    /// An exchange waits on the client: a request body that has not arrived, or
-    /// a response the client has not read (`ClientConn::exchange` holds it).
-    Exchange,
-    /// Closing after our last answer: its close_notify is not all out yet, or
-    /// what the client still sends is read away (`ClientConn::linger_left`).
-    Closing,
-}
-
-/// The live client connections, in total and per client address (see
-/// [`client_key`]).
-#[derive(Debug, Default)]
-pub struct Census {
-    total: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// What `max_connections_per_ip` counts a client under: its IPv4 address (an
-/// IPv4-mapped IPv6 address is that IPv4 client), or its IPv6 /64. One IPv6
-/// host is usually given a whole /64 and can pick any address in it, so
-/// counting per address would be no cap at all.
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
-    }
-}
-
-/// Why a new connection was refused a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` reached.
-    Total,
-    /// `max_connections_per_ip` reached for this address.
-    PerIp,
-    /// The open-file limit is near: the rest is kept for the apps.
-    Descriptors,
-}
-
-impl Census {
-    /// Connections held now.
-    pub fn total(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-}
-
-/// One connection's place in the [`Census`]; given back when dropped, whatever
-/// path (panic included) drops it.
-#[derive(Debug)]
-pub struct Slot {
-    census: Arc<Census>,
-    ip: IpAddr,
-}
-
-impl Slot {
-    /// Takes a slot for a connection from `ip` unless a cap is reached. Called at
-    /// accept only, so the per-IP lock is never on the request path.
-    pub fn acquire(
-        census: &Arc<Census>,
-        ip: IpAddr,
-        max: usize,
-        max_per_ip: usize,
-    ) -> Result<Slot, Refusal> {
-        let ip = client_key(ip);
-        let mut per_ip = census.per_ip.lock();
-        if census.total.load(Ordering::Relaxed) >= max {
-            return Err(Refusal::Total);
-        }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= max_per_ip {
-            return Err(Refusal::PerIp);
-        }
-        *n += 1;
-        census.total.fetch_add(1, Ordering::Relaxed);
-        Ok(Slot {
-            census: census.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut per_ip = self.census.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-        self.census.total.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Why a client connection cannot go on.
@@ -207,8 +96,6 @@ pub struct ClientConn {
     pub tls: ServerConnection,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Where it is between requests.
-    pub phase: Phase,
     /// The deadline of the current phase (handshake, head, or idle).
     pub deadline: Instant,
     /// Plaintext read but not yet consumed: a partial head or pipelined requests.
@@ -231,14 +118,6 @@ pub struct ClientConn {
     /// Time spent waiting on this client (to read or to write) during the
     /// current exchange; what `min_data_rate` is measured against.
     pub waited: Duration,
-    /// The exchange in progress while the connection is parked in it.
-    pub exchange: Option<Box<crate::proxy::exchange::Exchange>>,
-    /// When the connection was parked in its exchange (for `waited`).
-    pub parked_at: Option<Instant>,
-    /// While closing: how many more client bytes may be read away (0: none).
-    pub linger_left: usize,
-    /// While closing: our FIN is sent.
-    pub fin_sent: bool,
     _slot: Slot,
 }
 
@@ -255,7 +134,6 @@ impl ClientConn {
             sock,
             tls,
             peer,
-            phase: Phase::Handshake,
             deadline: handshake_deadline,
             buf: Vec::new(),
             sni: None,
@@ -265,10 +143,6 @@ impl ClientConn {
             hangup: false,
             requests: 0,
             waited: Duration::ZERO,
-            exchange: None,
-            parked_at: None,
-            linger_left: 0,
-            fin_sent: false,
             _slot: slot,
         }
     }
@@ -440,8 +314,8 @@ impl ClientConn {
     }
 
     /// Ends the connection politely without waiting: close_notify and our FIN,
-    /// as far as the socket takes them now. (After an answer, the worker closes
-    /// through `Phase::Closing` instead, which waits for both, parked.)
+    /// as far as the socket takes them now. (After an answer, the session closes
+    /// through its closing phase instead, which waits for both, parked.)
     pub fn close(mut self) {
         self.tls.send_close_notify();
         let _ = self.flush_nonblocking();
@@ -476,18 +350,18 @@ impl ClientConn {
     }
 
     /// While closing: reads and drops what the client still sends, without
-    /// blocking and within `linger_left`. True when the socket would block with
-    /// bytes still allowed (wait for more); false at the client's end, on an
-    /// error, or once the allowance is spent.
-    pub fn read_away(&mut self) -> bool {
+    /// blocking and within `left` (counted down). True when the socket would
+    /// block with bytes still allowed (wait for more); false at the client's
+    /// end, on an error, or once the allowance is spent.
+    pub fn read_away(&mut self, left: &mut usize) -> bool {
         let mut sink = [0u8; 8192];
         // Bounded: each round reads bytes off the allowance, or returns.
         for _ in 0..(LINGER_MAX_BYTES / 8192 + 2) {
             match (&self.sock).read(&mut sink) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    self.linger_left = self.linger_left.saturating_sub(n);
-                    if self.linger_left == 0 {
+                    *left = left.saturating_sub(n);
+                    if *left == 0 {
                         return false;
                     }
                 }
@@ -550,85 +424,5 @@ impl Read for Tracked<'_> {
             Err(_) => {}
         }
         res
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([127, 0, 0, last])
-    }
-
-    #[test]
-    fn per_ip_cap_leaves_room_for_other_addresses() {
-        let census = Arc::new(Census::default());
-        let a1 = Slot::acquire(&census, ip(1), 3, 2).expect("first");
-        let _a2 = Slot::acquire(&census, ip(1), 3, 2).expect("second");
-        assert_eq!(
-            Slot::acquire(&census, ip(1), 3, 2).err(),
-            Some(Refusal::PerIp)
-        );
-        let _b1 = Slot::acquire(&census, ip(2), 3, 2).expect("other address");
-        assert_eq!(
-            Slot::acquire(&census, ip(3), 3, 2).err(),
-            Some(Refusal::Total)
-        );
-        drop(a1);
-        assert_eq!(census.total(), 2);
-        assert!(Slot::acquire(&census, ip(1), 3, 2).is_ok());
-    }
-
-    #[test]
-    fn client_key_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
-        let v6 = |s: &str| -> IpAddr { s.parse().expect("test address") };
-        let table = [
-            ("192.0.2.7", "192.0.2.7"),
-            ("::ffff:192.0.2.7", "192.0.2.7"),
-            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
-            ("2001:db8:1:2::1", "2001:db8:1:2::"),
-            ("2001:db8:1:3::1", "2001:db8:1:3::"),
-            ("::1", "::"),
-            ("fe80::1", "fe80::"),
-        ];
-        for (ip, key) in table {
-            assert_eq!(client_key(v6(ip)), v6(key), "{ip}");
-        }
-    }
-
-    #[test]
-    fn per_ip_cap_counts_one_ipv6_64_as_one_client() {
-        let census = Arc::new(Census::default());
-        let a: IpAddr = "2001:db8::1".parse().expect("addr");
-        let b: IpAddr = "2001:db8::2:3".parse().expect("addr");
-        let other: IpAddr = "2001:db8:0:1::1".parse().expect("addr");
-        let _a = Slot::acquire(&census, a, 10, 2).expect("first");
-        let _b = Slot::acquire(&census, b, 10, 2).expect("second, same /64");
-        let third: IpAddr = "2001:db8::ffff".parse().expect("addr");
-        assert_eq!(
-            Slot::acquire(&census, third, 10, 2).err(),
-            Some(Refusal::PerIp)
-        );
-        assert!(Slot::acquire(&census, other, 10, 2).is_ok(), "another /64");
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("addr");
-        let _m = Slot::acquire(&census, mapped, 10, 1).expect("mapped");
-        assert_eq!(
-            Slot::acquire(&census, ip(1), 10, 1).err(),
-            Some(Refusal::PerIp),
-            "a mapped address and its IPv4 are one client"
-        );
-    }
-
-    #[test]
-    fn dropping_every_slot_empties_the_census() {
-        let census = Arc::new(Census::default());
-        let slots: Vec<Slot> = (0..5)
-            .filter_map(|i| Slot::acquire(&census, ip(i), 10, 10).ok())
-            .collect();
-        assert_eq!(census.total(), 5);
-        drop(slots);
-        assert_eq!(census.total(), 0);
-        assert!(census.per_ip.lock().is_empty());
     }
 }

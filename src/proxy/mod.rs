@@ -9,8 +9,10 @@
 
 pub mod acceptor;
 pub mod backend;
+pub mod census;
 pub mod client;
 pub mod exchange;
 pub mod park;
 pub mod readbuf;
+pub mod session;
 pub mod worker;

@@ -20,14 +20,17 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::http1::{self, BodyFraming, ClientFraming, Request, ResponseBody, Version};
-use crate::proxy::backend::{self, BackendConn};
-use crate::proxy::client::{ClientConn, ConnError, Fill, READ_CHUNK_BYTES};
-use crate::proxy::worker::{InFlight, Limits, WorkerState};
+use crate::proxy::backend::{self, BackendConn, Pool};
+use crate::proxy::client::{ClientConn, ConnError, Fill, MinRate, READ_CHUNK_BYTES};
+use crate::proxy::park::Waiting;
+use crate::proxy::readbuf::ReadBuf;
 use crate::sys::{self, Interest};
 
 /// Largest response head accepted from a backend.
@@ -38,6 +41,88 @@ pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 const OUT_FLUSH_BYTES: usize = 32 * 1024;
 /// The interim response sent for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Size of each read from a backend while streaming a response.
+pub const BACKEND_READ_BYTES: usize = 64 * 1024;
+
+/// Every deadline and cap a worker applies, from `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Whole request head, from its first byte.
+    pub head_timeout: Duration,
+    /// Keep-alive wait for the next request.
+    pub idle_timeout: Duration,
+    /// Connecting to a backend.
+    pub backend_connect_timeout: Duration,
+    /// Waiting for the backend's response head, and between its reads and writes.
+    pub backend_timeout: Duration,
+    /// Waiting for the client between reads of a request body and between writes of a response.
+    pub client_timeout: Duration,
+    /// Largest request head.
+    pub max_head_bytes: usize,
+    /// The slowest a client may be while we wait on it.
+    pub min_rate: MinRate,
+}
+
+impl Limits {
+    /// The limits of a `[proxy]` section.
+    pub fn from_config(p: &ProxyConfig) -> Limits {
+        Limits {
+            head_timeout: p.head_timeout,
+            idle_timeout: p.idle_timeout,
+            backend_connect_timeout: p.backend_connect_timeout,
+            backend_timeout: p.backend_timeout,
+            client_timeout: p.client_timeout,
+            max_head_bytes: p.max_head_bytes,
+            min_rate: MinRate {
+                bytes_per_sec: p.min_data_rate,
+                grace: p.min_data_rate_grace,
+            },
+        }
+    }
+}
+
+/// One worker's buffers (and a handle on the shared backend pool), reused
+/// across the exchanges it runs; a parked exchange keeps none of them.
+#[derive(Debug)]
+pub struct Scratch {
+    /// Idle backend connections (shared).
+    pub pool: Arc<Pool>,
+    /// Bytes read from the backend.
+    pub rbuf: ReadBuf,
+    /// Bytes on their way out (to the backend or the client).
+    pub out: Vec<u8>,
+}
+
+impl Scratch {
+    /// Fresh buffers around a handle on the shared pool.
+    pub fn new(pool: Arc<Pool>) -> Scratch {
+        Scratch {
+            pool,
+            rbuf: ReadBuf::new(BACKEND_READ_BYTES),
+            out: Vec::with_capacity(BACKEND_READ_BYTES * 2),
+        }
+    }
+}
+
+/// Counts a request in flight for as long as it lives (it moves with a parked
+/// exchange).
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more in `count` until dropped.
+    pub fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A finished exchange.
 #[derive(Debug)]
@@ -88,17 +173,6 @@ pub enum Progress {
     Failed(Failure),
     /// A peer is not ready: park the connection, with the exchange, until it is.
     Blocked(Waiting),
-}
-
-/// What a parked exchange waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiting {
-    /// The client: its next request body bytes (`Read`) or room for the
-    /// response (`Write`).
-    Client(Interest),
-    /// The backend: its response head or next response body bytes (`Read`),
-    /// or the end of a connect (`Write`).
-    Backend(Interest),
 }
 
 /// One request on its way through nexushub, from the complete head to the last
@@ -259,6 +333,18 @@ impl Exchange {
         self.waiting
     }
 
+    /// The deadline sweep found the exchange parked past its deadline: true
+    /// when it was waiting on its backend (not noted before), which is then
+    /// noted as timed out for the worker that resumes it to answer (504, or a
+    /// cut response); false when the client is the one late.
+    pub fn expire_backend_wait(&mut self) -> bool {
+        let on_backend = matches!(self.waiting, Some(Waiting::Backend(_))) && !self.expired;
+        if on_backend {
+            self.expired = true;
+        }
+        on_backend
+    }
+
     /// When the backend must have answered, while the exchange waits on it.
     pub fn backend_deadline(&self) -> Option<Instant> {
         self.live.as_ref().map(|l| l.backend_deadline)
@@ -275,7 +361,7 @@ impl Exchange {
         &mut self,
         conn: &mut ClientConn,
         limits: &Limits,
-        st: &mut WorkerState,
+        st: &mut Scratch,
         closing: bool,
     ) -> Progress {
         self.waiting = None;
@@ -429,7 +515,7 @@ impl Exchange {
     }
 
     /// The backend did not answer before its deadline while parked.
-    fn timeout_failure(&self, live: &Live, limits: &Limits, st: &mut WorkerState) -> Failure {
+    fn timeout_failure(&self, live: &Live, limits: &Limits, st: &mut Scratch) -> Failure {
         match &live.stage {
             Stage::Download(dl) if dl.pushed => abort(
                 "backend timed out in the middle of the response body",
@@ -472,7 +558,7 @@ impl Exchange {
     fn start_request(
         &self,
         conn: &ClientConn,
-        st: &mut WorkerState,
+        st: &mut Scratch,
         pooled: bool,
     ) -> Result<(BackendConn, Option<Vec<u8>>), Failure> {
         let has_body = self.req.has_body();
@@ -505,7 +591,7 @@ impl Exchange {
         &self,
         conn: &ClientConn,
         be: &mut BackendConn,
-        st: &mut WorkerState,
+        st: &mut Scratch,
     ) -> std::io::Result<Vec<u8>> {
         st.out.clear();
         http1::write_backend_request(&mut st.out, &self.req, conn.peer.ip());
@@ -520,7 +606,7 @@ impl Exchange {
         &self,
         conn: &mut ClientConn,
         live: &mut Live,
-        st: &mut WorkerState,
+        st: &mut Scratch,
     ) -> Result<Option<Stage>, Failure> {
         let has_body = self.req.has_body();
         match live.backend.finish_connect() {
@@ -590,7 +676,7 @@ impl Exchange {
         &mut self,
         conn: &mut ClientConn,
         limits: &Limits,
-        st: &mut WorkerState,
+        st: &mut Scratch,
     ) -> Result<Live, Failure> {
         if self.req.body == BodyFraming::Chunked {
             // Whatever of the body came with the head (an attack usually does) is
@@ -641,7 +727,7 @@ impl Exchange {
 
     /// Prepares the response for the client: its head into `st.out`, the body
     /// bytes read with it left in `st.rbuf`.
-    fn download(&self, resp: &http1::Response, st: &mut WorkerState, closing: bool) -> Download {
+    fn download(&self, resp: &http1::Response, st: &mut Scratch, closing: bool) -> Download {
         let req = &self.req;
         let framing = http1::client_framing(resp, req.version);
         let keep_alive = req.keep_alive && framing != ClientFraming::Close && !closing;
@@ -679,7 +765,7 @@ fn upload(
     body: &mut Upload,
     moved: &mut u64,
     to_backend: &mut Vec<u8>,
-    st: &mut WorkerState,
+    st: &mut Scratch,
 ) -> Result<Flow, SendError> {
     let client_err =
         |e: ConnError| SendError::Client(format!("client: {e} while sending the request body"));
@@ -787,7 +873,7 @@ fn download(
     be: &mut BackendConn,
     dl: &mut Download,
     pending: &mut Vec<u8>,
-    st: &mut WorkerState,
+    st: &mut Scratch,
     app: &Arc<str>,
 ) -> Result<Flow, Failure> {
     let status = dl.status;
@@ -799,7 +885,7 @@ fn download(
         )
     };
     // The backend failed: a 502 if nothing was sent yet, else a cut.
-    let backend_failed = |dl: &Download, st: &mut WorkerState, detail: String| {
+    let backend_failed = |dl: &Download, st: &mut Scratch, detail: String| {
         if dl.pushed {
             abort(format!("backend {detail}"), Some(status), dl.sent)
         } else {
@@ -991,7 +1077,7 @@ fn poll_response_head(
     be: &mut BackendConn,
     request_was_head: bool,
     retryable: &mut bool,
-    st: &mut WorkerState,
+    st: &mut Scratch,
 ) -> Result<Option<http1::Response>, HeadError> {
     // Bounded: each round consumes an interim head or reads bytes, or returns.
     for _ in 0..1024 {
@@ -1063,7 +1149,7 @@ enum More {
 
 /// Reads more bytes from the backend into `st.rbuf`, after the unconsumed ones,
 /// without blocking.
-fn read_more(be: &mut BackendConn, st: &mut WorkerState) -> std::io::Result<More> {
+fn read_more(be: &mut BackendConn, st: &mut Scratch) -> std::io::Result<More> {
     loop {
         match be.read_nonblocking(&mut st.rbuf) {
             Ok(0) => return Ok(More::Closed),
