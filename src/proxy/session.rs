@@ -471,12 +471,12 @@ fn drive(s: &mut Session, mut ex: Exchange, sh: &Shared, st: &mut Scratch) -> Ne
             }
         }
         Progress::Failed(Failure::Abort {
-            reason,
+            cause,
             status,
             body_bytes,
         }) => {
             let req = &ex.req;
-            log::warn!("{} {} {}: {reason}", conn.peer, req.host, req.target);
+            log::warn!("{} {} {}: {cause}", conn.peer, req.host, req.target);
             log_access(
                 sh,
                 conn.peer,
