@@ -596,3 +596,6 @@ fn enter(live: &mut Live, stage: Stage) -> Option<Waiting> {
     live.stage = stage;
     live.stage.first_wait()
 }
+
+#[cfg(test)]
+mod tests;
