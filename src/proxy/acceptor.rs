@@ -32,26 +32,26 @@ const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings the acceptor applies to every connection.
 #[derive(Debug, Clone)]
-pub struct AcceptorConfig {
+pub(crate) struct AcceptorConfig {
     /// Whole-handshake deadline, from accept.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Most client connections held at once (`max_connections`, or fewer
     /// when the open-file limit does not fit it).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection accepted on a descriptor this high is closed at once:
     /// the descriptors below it are all open, and what is left above belongs
     /// to health checks and app starts. A second line behind
     /// `max_connections`, for descriptors the count of connections misses.
-    pub fd_ceiling: u64,
+    pub(crate) fd_ceiling: u64,
     /// Most client connections held at once from one IP address.
-    pub max_connections_per_ip: usize,
+    pub(crate) max_connections_per_ip: usize,
     /// How long a client has to take the answer to an exchange whose backend
     /// timed out while parked.
-    pub client_timeout: Duration,
+    pub(crate) client_timeout: Duration,
 }
 
 /// The acceptor's state; [`Acceptor::run`] is the thread's body.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: TcpListener,
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     config: AcceptorConfig,
@@ -66,7 +66,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// Sets up the acceptor around a bound listener; it parks new connections in
     /// `parked`, and stops once `shutdown` is set.
-    pub fn new(
+    pub(crate) fn new(
         listener: TcpListener,
         tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
         config: AcceptorConfig,
@@ -93,7 +93,7 @@ impl Acceptor {
     /// listening socket and every parked connection with no exchange in progress
     /// (they have no request in flight, so closing them is the graceful thing).
     /// Parked exchanges are left to the workers to finish.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut last_sweep = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = SWEEP_INTERVAL.saturating_sub(last_sweep.elapsed());

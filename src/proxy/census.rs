@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 /// The live client connections, in total and per client address (see
 /// [`client_key`]).
 #[derive(Debug, Default)]
-pub struct Census {
+pub(crate) struct Census {
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -22,7 +22,7 @@ pub struct Census {
 /// IPv4-mapped IPv6 address is that IPv4 client), or its IPv6 /64. One IPv6
 /// host is usually given a whole /64 and can pick any address in it, so
 /// counting per address would be no cap at all.
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -37,7 +37,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// Why a new connection was refused a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// `max_connections` reached.
     Total,
     /// `max_connections_per_ip` reached for this address.
@@ -48,7 +48,8 @@ pub enum Refusal {
 
 impl Census {
     /// Connections held now.
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 }
@@ -56,7 +57,7 @@ impl Census {
 /// One connection's place in the [`Census`]; given back when dropped, whatever
 /// path (panic included) drops it.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     census: Arc<Census>,
     ip: IpAddr,
 }
@@ -64,7 +65,7 @@ pub struct Slot {
 impl Slot {
     /// Takes a slot for a connection from `ip` unless a cap is reached. Called at
     /// accept only, so the per-IP lock is never on the request path.
-    pub fn acquire(
+    pub(crate) fn acquire(
         census: &Arc<Census>,
         ip: IpAddr,
         max: usize,

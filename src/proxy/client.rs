@@ -22,31 +22,31 @@ use crate::proxy::census::Slot;
 use crate::proxy::park::Registration;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
-pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+pub(crate) const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Longest we linger after a close that may leave unread client bytes behind, so
 /// the kernel does not answer them with a reset that destroys our response.
-pub const LINGER: Duration = Duration::from_millis(500);
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
 /// Most bytes we read away while lingering.
-pub const LINGER_MAX_BYTES: usize = 256 * 1024;
+pub(crate) const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 /// Largest plaintext buffer a connection keeps while parked idle: one large
 /// request head must not pin its buffer for `idle_timeout`.
-pub const IDLE_BUF_BYTES: usize = 1024;
+pub(crate) const IDLE_BUF_BYTES: usize = 1024;
 
 /// The `min_data_rate` policy.
 #[derive(Debug, Clone, Copy)]
-pub struct MinRate {
+pub(crate) struct MinRate {
     /// Bytes per second; 0 is off.
-    pub bytes_per_sec: u64,
+    pub(crate) bytes_per_sec: u64,
     /// Waiting allowed before the rate applies.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
 }
 
 /// Why a client connection cannot go on.
 #[derive(Debug)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     /// The TLS layer refused the peer's bytes.
     Tls(rustls::Error),
     /// A socket error.
@@ -67,7 +67,7 @@ impl std::fmt::Display for ConnError {
 
 /// What a non-blocking read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fill {
+pub(crate) enum Fill {
     /// New plaintext is in `buf` (or the buffer reached its cap).
     Progress,
     /// Nothing now; the socket would block.
@@ -78,7 +78,7 @@ pub enum Fill {
 
 /// What driving the handshake without blocking led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// Done: the connection can carry requests.
     Done,
     /// Waiting for the client's next flight.
@@ -89,41 +89,41 @@ pub enum Handshake {
 
 /// One client connection and everything known about it.
 #[derive(Debug)]
-pub struct ClientConn {
+pub(crate) struct ClientConn {
     /// The non-blocking socket.
-    pub sock: TcpStream,
+    pub(crate) sock: TcpStream,
     /// Its rustls state.
-    pub tls: ServerConnection,
+    pub(crate) tls: ServerConnection,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// The deadline of the current phase (handshake, head, or idle).
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Plaintext read but not yet consumed: a partial head or pipelined requests.
-    pub buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
     /// The normalised SNI name the client sent, once the handshake is done.
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
     /// The socket's place in the park set, once it was first parked.
-    pub registration: Option<Registration>,
+    pub(crate) registration: Option<Registration>,
     /// Set when the connection is parked without the socket having said EAGAIN
     /// for what it waits on: the parking re-polls it (see `park.rs`).
-    pub repoll: bool,
+    pub(crate) repoll: bool,
     /// True when the last read from the socket filled what it was given: more
     /// bytes may wait in the socket, so it is not drained.
-    pub unread: bool,
+    pub(crate) unread: bool,
     /// Set when an event said the client closed its side (or the socket
     /// failed): the socket is read again before the connection is parked.
-    pub hangup: bool,
+    pub(crate) hangup: bool,
     /// Requests served so far.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Time spent waiting on this client (to read or to write) during the
     /// current exchange; what `min_data_rate` is measured against.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
     _slot: Slot,
 }
 
 impl ClientConn {
     /// Wraps an accepted (already non-blocking) socket.
-    pub fn new(
+    pub(crate) fn new(
         sock: TcpStream,
         tls: ServerConnection,
         peer: SocketAddr,
@@ -148,7 +148,7 @@ impl ClientConn {
     }
 
     /// Drives the handshake as far as the socket allows without blocking.
-    pub fn drive_handshake(&mut self) -> Result<Handshake, ConnError> {
+    pub(crate) fn drive_handshake(&mut self) -> Result<Handshake, ConnError> {
         for _ in 0..64 {
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.sock) {
@@ -222,7 +222,7 @@ impl ClientConn {
 
     /// Reads whatever the socket has now into `buf`, without blocking, stopping
     /// once `buf` holds `cap` bytes.
-    pub fn fill_nonblocking(&mut self, cap: usize) -> Result<Fill, ConnError> {
+    pub(crate) fn fill_nonblocking(&mut self, cap: usize) -> Result<Fill, ConnError> {
         let before = self.buf.len();
         // Bounded: each round either reads bytes or returns.
         for _ in 0..256 {
@@ -268,7 +268,7 @@ impl ClientConn {
     /// The deadline for the client's next read or write in an exchange that has
     /// moved `moved` body bytes: `client_timeout` from now, or sooner when the
     /// client is behind `min_data_rate` (after its grace) for the time we waited on it.
-    pub fn client_deadline(&self, timeout: Duration, rate: MinRate, moved: u64) -> Instant {
+    pub(crate) fn client_deadline(&self, timeout: Duration, rate: MinRate, moved: u64) -> Instant {
         let now = Instant::now();
         let gap = now + timeout;
         if rate.bytes_per_sec == 0 {
@@ -284,7 +284,7 @@ impl ClientConn {
     /// everything queued reached the socket; when it did not, the rest waits in
     /// rustls (and the untaken tail of `data` with the caller) until the socket
     /// is writable.
-    pub fn send_nonblocking(&mut self, data: &[u8]) -> Result<(usize, bool), ConnError> {
+    pub(crate) fn send_nonblocking(&mut self, data: &[u8]) -> Result<(usize, bool), ConnError> {
         let mut taken = 0;
         // Bounded: each round takes bytes into rustls or empties its buffer.
         for _ in 0..(data.len() / 1024 + 64) {
@@ -316,7 +316,7 @@ impl ClientConn {
     /// Ends the connection politely without waiting: close_notify and our FIN,
     /// as far as the socket takes them now. (After an answer, the session closes
     /// through its closing phase instead, which waits for both, parked.)
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         self.tls.send_close_notify();
         let _ = self.flush_nonblocking();
         let _ = self.sock.shutdown(Shutdown::Write);
@@ -325,14 +325,14 @@ impl ClientConn {
     /// Queues all of `data` (a small message of our own) in rustls and sends
     /// what the socket takes now: true once all of it is out; the rest waits
     /// in rustls for [`ClientConn::flush_nonblocking`].
-    pub fn queue(&mut self, data: &[u8]) -> Result<bool, ConnError> {
+    pub(crate) fn queue(&mut self, data: &[u8]) -> Result<bool, ConnError> {
         self.tls.writer().write_all(data).map_err(ConnError::Io)?;
         self.flush_nonblocking()
     }
 
     /// Sends what rustls has queued as far as the socket takes it now: true
     /// once all of it is out, false when the socket would block.
-    pub fn flush_nonblocking(&mut self) -> Result<bool, ConnError> {
+    pub(crate) fn flush_nonblocking(&mut self) -> Result<bool, ConnError> {
         // Bounded: each round sends bytes or returns.
         for _ in 0..1024 {
             if !self.tls.wants_write() {
@@ -353,7 +353,7 @@ impl ClientConn {
     /// blocking and within `left` (counted down). True when the socket would
     /// block with bytes still allowed (wait for more); false at the client's
     /// end, on an error, or once the allowance is spent.
-    pub fn read_away(&mut self, left: &mut usize) -> bool {
+    pub(crate) fn read_away(&mut self, left: &mut usize) -> bool {
         let mut sink = [0u8; 8192];
         // Bounded: each round reads bytes off the allowance, or returns.
         for _ in 0..(LINGER_MAX_BYTES / 8192 + 2) {
@@ -381,7 +381,7 @@ impl ClientConn {
     /// without touching the socket). Nothing else rustls keeps grows with
     /// what the client sent: received plaintext is all in `buf`, and sent
     /// records are freed once written.
-    pub fn trim_idle(&mut self) {
+    pub(crate) fn trim_idle(&mut self) {
         if self.buf.capacity() > IDLE_BUF_BYTES {
             // Freed whole rather than shrunk in place: a shrunk block leaves a
             // hole just too small for the next large head's buffer, and 200
@@ -393,7 +393,7 @@ impl ClientConn {
 
     /// Drops the connection at once without a close_notify, so the client can tell
     /// a response was cut short (used when a backend dies mid-body).
-    pub fn abort(self) {
+    pub(crate) fn abort(self) {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 }

@@ -47,7 +47,7 @@ const SHARDS: usize = 16;
 
 /// What a parked thing waits for: its client's socket, or its backend's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiting {
+pub(crate) enum Waiting {
     /// The client: its next bytes (`Read`: a request head or body bytes, or
     /// the rest of a handshake) or room for what we send it (`Write`).
     Client(Interest),
@@ -59,7 +59,7 @@ pub enum Waiting {
 /// What the park set needs of what it parks (a client session): the sockets
 /// it waits on, its deadline, and how to end it. The set knows nothing else of
 /// it, so it sits below everything it parks.
-pub trait Parked: Send + Sized + 'static {
+pub(crate) trait Parked: Send + Sized + 'static {
     /// The socket to wait on for `waiting` and the registration that goes
     /// with it; `None` when there is no such socket (the thing is aborted).
     fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)>;
@@ -83,7 +83,7 @@ pub trait Parked: Send + Sized + 'static {
 
 /// What a [`Registration`] tells its park set when its socket closes: the
 /// park set seen without its type, so that a registration need not be generic.
-pub trait Forget: Send + Sync {
+pub(crate) trait Forget: Send + Sync {
     /// A registration's socket is closing: its token leaves the table.
     fn forget(&self, token: u64);
 }
@@ -91,7 +91,7 @@ pub trait Forget: Send + Sync {
 /// A socket's place in the park set: its token and what its registration
 /// watches. Dropped with the socket, it takes the token out of the table (the
 /// kernel drops the registration itself when the socket closes).
-pub struct Registration {
+pub(crate) struct Registration {
     token: u64,
     watch: Watch,
     set: Weak<dyn Forget>,
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Registration {
 
 impl Registration {
     /// The token events for this socket carry.
-    pub fn token(&self) -> u64 {
+    pub(crate) fn token(&self) -> u64 {
         self.token
     }
 }
@@ -144,7 +144,7 @@ enum Arm {
 
 /// The shared epoll set and what is parked in it, by token.
 #[derive(Debug)]
-pub struct ParkSet<T> {
+pub(crate) struct ParkSet<T> {
     epoll: Epoll,
     // Boxed: a connection is about 1.3 KiB (most of it rustls state), and it
     // moves between the acceptor, this table and the workers on every request;
@@ -157,7 +157,7 @@ pub struct ParkSet<T> {
 
 impl<T: Parked> ParkSet<T> {
     /// An empty set.
-    pub fn new() -> std::io::Result<ParkSet<T>> {
+    pub(crate) fn new() -> std::io::Result<ParkSet<T>> {
         Ok(ParkSet {
             epoll: Epoll::new()?,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -174,13 +174,13 @@ impl<T: Parked> ParkSet<T> {
     /// Parks `conn` until its client's socket is ready for `interest` (or its
     /// deadline passes). While shutting down, one with no request in flight is
     /// closed instead.
-    pub fn park(self: &Arc<Self>, conn: Box<T>, interest: Interest) {
+    pub(crate) fn park(self: &Arc<Self>, conn: Box<T>, interest: Interest) {
         self.park_on(conn, Waiting::Client(interest));
     }
 
     /// Parks `conn` until the socket `waiting` names is ready: the client's,
     /// or its backend connection's.
-    pub fn park_on(self: &Arc<Self>, mut conn: Box<T>, waiting: Waiting) {
+    pub(crate) fn park_on(self: &Arc<Self>, mut conn: Box<T>, waiting: Waiting) {
         if self.closing.load(Ordering::SeqCst) && !conn.busy() {
             return conn.close();
         }
@@ -279,7 +279,7 @@ impl<T: Parked> ParkSet<T> {
     /// Waits up to `timeout` for something parked to become ready and takes it.
     /// Called by idle workers. `None` also when the event was for one that is
     /// busy (noted for its next parking) or gone.
-    pub fn wait(&self, timeout: Duration) -> Option<Box<T>> {
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Box<T>> {
         match self.epoll.wait_one(timeout) {
             Ok(Some(ev)) => {
                 let conn = {
@@ -310,23 +310,23 @@ impl<T: Parked> ParkSet<T> {
     }
 
     /// How many are parked now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.parked.load(Ordering::SeqCst)
     }
 
     /// True when nothing is parked.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Takes everything whose deadline is at or before `now`.
-    pub fn take_expired(&self, now: Instant) -> Vec<Box<T>> {
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<Box<T>> {
         self.take_where(|c| c.deadline() <= now)
     }
 
     /// Begins the shutdown: from now on only what has a request in flight is
     /// parked; the others parked now are taken out and returned.
-    pub fn close_idle(&self) -> Vec<Box<T>> {
+    pub(crate) fn close_idle(&self) -> Vec<Box<T>> {
         self.closing.store(true, Ordering::SeqCst);
         self.take_where(|c| !c.busy())
     }
@@ -349,7 +349,7 @@ impl<T: Parked> ParkSet<T> {
     }
 
     /// True once [`ParkSet::close_idle`] was called.
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
     }
 }

@@ -29,16 +29,16 @@ use crate::sys::Interest;
 
 /// Request bodies up to this size are read away when nexushub answers a request
 /// itself, so the connection can go on; larger ones close it instead.
-pub const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
+pub(crate) const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
 /// Most requests one connection has served in a row before it goes back to
 /// the park set (re-polled, so it is served again soon): a client pipelining
 /// requests that nexushub answers itself never waits on anyone else, and
 /// would otherwise hold its worker for as long as it keeps sending.
-pub const REQUESTS_PER_TURN: u32 = 16;
+pub(crate) const REQUESTS_PER_TURN: u32 = 16;
 
 /// Where a session is, with what only that phase has.
 #[derive(Debug)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The TLS handshake is under way.
     Handshake,
     /// Between requests, no byte of the next one yet.
@@ -65,16 +65,16 @@ pub enum Phase {
 
 /// One client connection through its life: what the park set parks.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// The connection.
-    pub conn: ClientConn,
+    pub(crate) conn: ClientConn,
     /// Where it is.
-    pub phase: Phase,
+    pub(crate) phase: Phase,
 }
 
 impl Session {
     /// A session for a connection just accepted: its handshake comes first.
-    pub fn new(conn: ClientConn) -> Session {
+    pub(crate) fn new(conn: ClientConn) -> Session {
         Session {
             conn,
             phase: Phase::Handshake,
@@ -138,26 +138,26 @@ impl Parked for Session {
 
 /// What every worker shares.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Deadlines and caps.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The route map.
-    pub routes: SharedRoutes,
+    pub(crate) routes: SharedRoutes,
     /// Where sessions wait, and where idle workers wait for them.
-    pub parked: Arc<ParkSet<Session>>,
+    pub(crate) parked: Arc<ParkSet<Session>>,
     /// The access log.
-    pub access: Arc<AccessLog>,
+    pub(crate) access: Arc<AccessLog>,
     /// Requests being served right now (for a graceful shutdown).
-    pub in_flight: Arc<AtomicUsize>,
+    pub(crate) in_flight: Arc<AtomicUsize>,
     /// Set when shutting down: answer with `Connection: close`, park nothing.
-    pub closing: Arc<AtomicBool>,
+    pub(crate) closing: Arc<AtomicBool>,
     /// Idle backend connections, shared by the workers.
-    pub pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
 }
 
 /// An exchange whose client let its deadline pass while parked: logged, and the
 /// connection dropped (its response, if one was under way, cut short).
-pub fn expire(s: Box<Session>, access: &AccessLog) {
+pub(crate) fn expire(s: Box<Session>, access: &AccessLog) {
     let Session { conn, phase } = *s;
     if let Phase::Exchange { exchange: ex, .. } = phase {
         let (status, bytes) = ex.sent();
@@ -201,7 +201,7 @@ enum Next {
 }
 
 /// Serves a session until it would block (then parks it) or ends.
-pub fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
+pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
     // Set after a response, when the socket is known to be drained.
     let mut drained = false;
     match std::mem::replace(&mut s.phase, Phase::Idle) {

@@ -31,13 +31,13 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// wait on one epoll set, where each event wakes the one asleep longest
 /// (cache-cold): measured on 2 cores, 64 workers served 0.56 to 0.84 times
 /// the requests/s of 2, at 1.4 to 2.2 times the CPU per request.
-pub fn useful_workers() -> usize {
+pub(crate) fn useful_workers() -> usize {
     let cores = thread::available_parallelism().map_or(usize::MAX, |n| n.get());
     cores.max(crate::config::DEFAULT_WORKERS_RANGE.0)
 }
 
 /// Starts `n` workers serving the connections parked in `shared.parked`.
-pub fn spawn(n: usize, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+pub(crate) fn spawn(n: usize, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..n)
         .map(|i| {
             let shared = shared.clone();

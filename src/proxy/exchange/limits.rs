@@ -6,32 +6,32 @@ use crate::config::ProxyConfig;
 use crate::proxy::client::MinRate;
 
 /// Largest response head accepted from a backend.
-pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Largest chunked trailer section accepted (and discarded), either direction.
-pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// Every deadline and cap a worker applies, from `[proxy]`.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Whole request head, from its first byte.
-    pub head_timeout: Duration,
+    pub(crate) head_timeout: Duration,
     /// Keep-alive wait for the next request.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Connecting to a backend.
-    pub backend_connect_timeout: Duration,
+    pub(crate) backend_connect_timeout: Duration,
     /// Waiting for the backend's response head, and between its reads and writes.
-    pub backend_timeout: Duration,
+    pub(crate) backend_timeout: Duration,
     /// Waiting for the client between reads of a request body and between writes of a response.
-    pub client_timeout: Duration,
+    pub(crate) client_timeout: Duration,
     /// Largest request head.
-    pub max_head_bytes: usize,
+    pub(crate) max_head_bytes: usize,
     /// The slowest a client may be while we wait on it.
-    pub min_rate: MinRate,
+    pub(crate) min_rate: MinRate,
 }
 
 impl Limits {
     /// The limits of a `[proxy]` section.
-    pub fn from_config(p: &ProxyConfig) -> Limits {
+    pub(crate) fn from_config(p: &ProxyConfig) -> Limits {
         Limits {
             head_timeout: p.head_timeout,
             idle_timeout: p.idle_timeout,

@@ -47,9 +47,11 @@ use head::HeadError;
 use outcome::{client_failed, Flow};
 use upload::{Upload, UploadError};
 
-pub use limits::{Limits, MAX_RESPONSE_HEAD_BYTES, MAX_TRAILER_BYTES};
-pub use outcome::{Cause, ClientPart, Done, Failure, Progress};
-pub use scratch::{Scratch, BACKEND_READ_BYTES};
+use limits::MAX_TRAILER_BYTES;
+
+pub(crate) use limits::Limits;
+pub(crate) use outcome::{Cause, ClientPart, Failure, Progress};
+pub(crate) use scratch::Scratch;
 
 /// The interim response sent for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -57,11 +59,11 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Counts a request in flight for as long as it lives (it moves with a parked
 /// exchange).
 #[derive(Debug)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub(crate) struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
     /// Counts one more in `count` until dropped.
-    pub fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+    pub(crate) fn enter(count: &Arc<AtomicUsize>) -> InFlight {
         count.fetch_add(1, Ordering::SeqCst);
         InFlight(count.clone())
     }
@@ -76,16 +78,16 @@ impl Drop for InFlight {
 /// One request on its way through nexushub, from the complete head to the last
 /// byte of the response; parked with its connection while a peer is not ready.
 #[derive(Debug)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// The request (its head already consumed from the connection's buffer).
-    pub req: Request,
+    pub(crate) req: Request,
     /// The app it is routed to.
-    pub app: Arc<str>,
+    pub(crate) app: Arc<str>,
     /// When its head was complete.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Set by the deadline sweep when a parked wait on the backend ran out; the
     /// worker that resumes the exchange answers 504 (or cuts the response).
-    pub expired: bool,
+    pub(crate) expired: bool,
     addr: SocketAddr,
     live: Option<Live>,
     waiting: Option<Waiting>,
@@ -146,7 +148,7 @@ impl Stage {
 impl Exchange {
     /// An exchange of `req` with the app `app` at `addr`, counted in flight (in
     /// total and on the route's instance) for as long as it lives.
-    pub fn new(
+    pub(crate) fn new(
         req: Request,
         app: Arc<str>,
         addr: SocketAddr,
@@ -169,7 +171,7 @@ impl Exchange {
 
     /// Body bytes the client has really moved in this exchange (sent to us, or
     /// received and acknowledged): what `min_data_rate` is measured on.
-    pub fn moved(&self, conn: &ClientConn) -> u64 {
+    pub(crate) fn moved(&self, conn: &ClientConn) -> u64 {
         match self.live.as_ref().map(|l| (&l.stage, l.pending.len())) {
             Some((Stage::Upload { moved, .. }, _)) => *moved,
             Some((Stage::Download(d), pending)) => {
@@ -181,23 +183,18 @@ impl Exchange {
     }
 
     /// The status and body bytes sent so far (0 before a response head went out).
-    pub fn sent(&self) -> (u16, u64) {
+    pub(crate) fn sent(&self) -> (u16, u64) {
         match self.live.as_ref().map(|l| &l.stage) {
             Some(Stage::Download(d)) => d.delivered().unwrap_or((0, 0)),
             _ => (0, 0),
         }
     }
 
-    /// What the exchange waits for while parked.
-    pub fn waiting(&self) -> Option<Waiting> {
-        self.waiting
-    }
-
     /// The deadline sweep found the exchange parked past its deadline: true
     /// when it was waiting on its backend (not noted before), which is then
     /// noted as timed out for the worker that resumes it to answer (504, or a
     /// cut response); false when the client is the one late.
-    pub fn expire_backend_wait(&mut self) -> bool {
+    pub(crate) fn expire_backend_wait(&mut self) -> bool {
         let on_backend = matches!(self.waiting, Some(Waiting::Backend(_))) && !self.expired;
         if on_backend {
             self.expired = true;
@@ -206,18 +203,18 @@ impl Exchange {
     }
 
     /// When the backend must have answered, while the exchange waits on it.
-    pub fn backend_deadline(&self) -> Option<Instant> {
+    pub(crate) fn backend_deadline(&self) -> Option<Instant> {
         self.live.as_ref().map(|l| l.backend_deadline)
     }
 
     /// The backend connection, while the exchange has one (to park on it).
-    pub fn backend_mut(&mut self) -> Option<&mut BackendConn> {
+    pub(crate) fn backend_mut(&mut self) -> Option<&mut BackendConn> {
         Some(&mut self.live.as_mut()?.backend)
     }
 
     /// Runs the exchange as far as it goes without waiting on the client or on
     /// a backend that has not answered yet.
-    pub fn run(
+    pub(crate) fn run(
         &mut self,
         conn: &mut ClientConn,
         limits: &Limits,

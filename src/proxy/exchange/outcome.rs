@@ -10,18 +10,18 @@ use crate::sys::Interest;
 
 /// A finished exchange.
 #[derive(Debug)]
-pub struct Done {
+pub(crate) struct Done {
     /// The status sent.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Response body bytes sent.
-    pub body_bytes: u64,
+    pub(crate) body_bytes: u64,
     /// True when the client connection can carry another request.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// An exchange that did not finish.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Nothing was sent to the client yet: answer with this error.
     Answer {
         /// What went wrong.
@@ -42,7 +42,7 @@ pub enum Failure {
 
 /// Why an exchange is dropped rather than answered.
 #[derive(Debug)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// The client's connection failed or closed.
     Client {
         /// How.
@@ -58,7 +58,7 @@ pub enum Cause {
 
 /// What the client was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientPart {
+pub(crate) enum ClientPart {
     /// Taking the `100 Continue` we sent it.
     Continue,
     /// Sending the request body.
@@ -94,7 +94,7 @@ pub(super) fn client_failed(error: ConnError, during: ClientPart) -> Failure {
 
 /// Where [`Exchange::run`](super::Exchange::run) stopped.
 #[derive(Debug)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// The response went out whole.
     Done(Done),
     /// It cannot finish.

@@ -7,23 +7,23 @@ use crate::proxy::backend::Pool;
 use crate::proxy::readbuf::ReadBuf;
 
 /// Size of each read from a backend while streaming a response.
-pub const BACKEND_READ_BYTES: usize = 64 * 1024;
+pub(crate) const BACKEND_READ_BYTES: usize = 64 * 1024;
 
 /// One worker's buffers (and a handle on the shared backend pool), reused
 /// across the exchanges it runs; a parked exchange keeps none of them.
 #[derive(Debug)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     /// Idle backend connections (shared).
-    pub pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
     /// Bytes read from the backend.
-    pub rbuf: ReadBuf,
+    pub(crate) rbuf: ReadBuf,
     /// Bytes on their way out (to the backend or the client).
-    pub out: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 impl Scratch {
     /// Fresh buffers around a handle on the shared pool.
-    pub fn new(pool: Arc<Pool>) -> Scratch {
+    pub(crate) fn new(pool: Arc<Pool>) -> Scratch {
         Scratch {
             pool,
             rbuf: ReadBuf::new(BACKEND_READ_BYTES),

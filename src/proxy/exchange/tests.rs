@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
+use super::outcome::Done;
 use super::*;
 use crate::error::{BackendFault, HeadLost};
 use crate::http1::Request;
