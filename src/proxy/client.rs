@@ -3,11 +3,12 @@
 //! workers drive it with (no call here waits on the client: whoever would wait
 //! parks the connection).
 //!
-//! Life cycle (see also `src/LIFECYCLE.md`): accepted -> parked while the TLS
-//! handshake is under way -> handed to a worker when readable -> head read without
-//! blocking (parked again if incomplete) -> exchange (parked whenever the client
-//! or the backend is not ready) -> parked idle (or served again at once if a
-//! pipelined request is buffered) -> closed (parked while the close lingers).
+//! Its life cycle is its session's (`session.rs`, and `src/LIFECYCLE.md`):
+//! accepted -> parked while the TLS handshake is under way -> handed to a
+//! worker when readable -> head read without blocking (parked again if
+//! incomplete) -> exchange (parked whenever the client or the backend is not
+//! ready) -> parked idle (or served again at once if a pipelined request is
+//! buffered) -> closed (parked while the close lingers).
 //! The socket is non-blocking throughout; one thread at a time owns the whole
 //! value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.

@@ -1,13 +1,10 @@
 //! The worker pool: a fixed number of threads that wait on the shared epoll set
-//! of parked connections (`park.rs`), drive the TLS handshake and read request
-//! heads without blocking, and run each exchange with the backend.
-//!
-//! A connection whose handshake or head is not complete when its socket would
-//! block is parked again, and so is an exchange whose client is not ready (a
-//! request body not yet sent, a response not yet read) or whose backend has not
-//! answered yet: slow or silent peers never pin a worker. A
-//! panic while serving one connection is caught here; the connection is dropped
-//! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
+//! of parked sessions (`park.rs`) and serve each one that becomes ready
+//! (`session.rs`: the handshake, request heads, exchanges, closes) as far as it
+//! goes without waiting, which parks it again when a peer is not ready: slow or
+//! silent peers never pin a worker. A panic while serving one session is
+//! caught here; the session is dropped (its slot given back by `Slot`'s
+//! `Drop`), the worker's buffers replaced, and the worker goes on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
