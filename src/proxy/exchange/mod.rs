@@ -87,7 +87,7 @@ pub(crate) struct Exchange {
     pub(crate) started: Instant,
     /// Set by the deadline sweep when a parked wait on the backend ran out; the
     /// worker that resumes the exchange answers 504 (or cuts the response).
-    pub(crate) expired: bool,
+    expired: bool,
     addr: SocketAddr,
     live: Option<Live>,
     waiting: Option<Waiting>,
