@@ -55,12 +55,13 @@ pub enum ProxyError {
         /// The backend address.
         addr: SocketAddr,
     },
-    /// The backend reset or closed the connection before a whole response head (502).
+    /// The backend failed before a response could start: it closed or reset
+    /// the connection, or let a body time out (502).
     BackendIo {
         /// The app's name.
         app: Arc<str>,
         /// What happened.
-        detail: String,
+        fault: BackendFault,
     },
     /// The backend's response head is invalid (502).
     BackendInvalid {
@@ -76,6 +77,88 @@ pub enum ProxyError {
         /// The timeout that ran out.
         timeout: Duration,
     },
+}
+
+/// What a backend did wrong during an exchange, as the log line tells it
+/// (after "502 app NAME " when the client gets a 502, after "backend " when
+/// its response is cut).
+#[derive(Debug)]
+pub enum BackendFault {
+    /// No whole response head came. `reused`: on a pooled connection, and not
+    /// retried (the app may have acted on the request).
+    NoHead {
+        /// How the head was lost.
+        lost: HeadLost,
+        /// The connection came from the pool.
+        reused: bool,
+    },
+    /// Writing the request head failed.
+    RequestHead(io::Error),
+    /// Writing the request body failed.
+    RequestBody(io::Error),
+    /// The app took no more of the request body within `backend_timeout`.
+    RequestBodyTimeout,
+    /// The chunked response body is malformed.
+    BadChunk(ChunkError),
+    /// A chunk line of the response body is longer than we read.
+    OverlongChunkLine,
+    /// The connection closed before the response body's end.
+    BodyClosed,
+    /// The connection failed before the response body's end.
+    BodyIo(io::Error),
+    /// No more of the response body came within `backend_timeout`.
+    BodyTimeout,
+}
+
+/// How a backend connection ended before a whole response head.
+#[derive(Debug)]
+pub enum HeadLost {
+    /// Closed before a single byte.
+    Unanswered,
+    /// Closed after part of the head.
+    PartHead,
+    /// A socket error (a reset) before a single byte.
+    Io(io::Error),
+}
+
+impl fmt::Display for HeadLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeadLost::Unanswered => f.write_str("closed the connection without answering"),
+            HeadLost::PartHead => {
+                f.write_str("closed the connection in the middle of the response head")
+            }
+            HeadLost::Io(e) => write!(f, "failed before answering: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for BackendFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendFault::NoHead { lost, reused } => {
+                write!(f, "{lost}")?;
+                if *reused {
+                    f.write_str(" (reused connection, not retried: the app may have acted)")?;
+                }
+                Ok(())
+            }
+            BackendFault::RequestHead(e) => write!(f, "failed while receiving the request: {e}"),
+            BackendFault::RequestBody(e) => {
+                write!(f, "failed while receiving the request body: {e}")
+            }
+            BackendFault::RequestBodyTimeout => {
+                f.write_str("failed while receiving the request body: timed out")
+            }
+            BackendFault::BadChunk(e) => write!(f, "sent a bad chunked body: {e}"),
+            BackendFault::OverlongChunkLine => f.write_str("sent an overlong chunk line"),
+            BackendFault::BodyClosed => f.write_str("closed in the middle of the response body"),
+            BackendFault::BodyIo(e) => write!(f, "{e} in the middle of the response body"),
+            BackendFault::BodyTimeout => {
+                f.write_str("timed out in the middle of the response body")
+            }
+        }
+    }
 }
 
 /// An HTTP answer made by nexushub itself.
@@ -194,7 +277,7 @@ impl fmt::Display for ProxyError {
             ProxyError::ConnectTimeout { app, addr } => {
                 write!(f, "504 connecting to app {app} at {addr} timed out")
             }
-            ProxyError::BackendIo { app, detail } => write!(f, "502 app {app} {detail}"),
+            ProxyError::BackendIo { app, fault } => write!(f, "502 app {app} {fault}"),
             ProxyError::BackendInvalid { app, source } => write!(
                 f,
                 "502 app {app} sent an invalid response: {}",
@@ -251,7 +334,10 @@ mod tests {
             (
                 ProxyError::BackendIo {
                     app: app(),
-                    detail: "reset (Connection reset by peer (os error 104))".into(),
+                    fault: BackendFault::NoHead {
+                        lost: HeadLost::Io(io::Error::from_raw_os_error(libc::ECONNRESET)),
+                        reused: false,
+                    },
                 },
                 vec!["os error", "reset by peer"],
                 "app shop closed the connection",

@@ -3,15 +3,15 @@
 //! untrusted bytes.
 //!
 //! ```text
-//!                       ┌── acceptor thread ──┐   ┌──── park set (one epoll set) ────┐
+//!                       ┌── acceptor.rs ──────┐   ┌── park.rs: ParkSet<Session> ─────┐
 //!  client ──TCP/TLS──>  │ accept, caps, TLS   │──>│ handshaking, partial head, idle, │
 //!                       │ state; deadline     │   │ exchange waiting on a peer       │
 //!                       │ sweep               │   └────┬─────────────────────▲───────┘
 //!                       └─────────────────────┘ ready: │ one idle worker     │ would block:
 //!                                                woken ▼ per event           │ park again
-//!                       worker pool (N threads) ── request head complete ──> exchange
+//!              worker.rs (N threads): session.rs ── head complete ──> exchange/
 //!                         │ read lock                          HTTP/1.1 ──> app on 127.0.0.1:PORT
-//!                  route map  RwLock<host -> route>            (idle backend connections reused)
+//!                  route map  RwLock<host -> route>            (backend.rs: idle connections reused)
 //!                         ▲ write lock on change
 //!         resolver thread <── snapshots ── process manager
 //! ```
@@ -19,11 +19,14 @@
 //! Where each part lives:
 //! - [`config`]: the config file parser; [`tls`] and [`x509`]: certificates and keys;
 //!   [`time`]: UTC calendar time and RFC 3339 text.
-//! - [`acceptor`]: the accepting thread (and the deadline sweep); [`park`]: the
-//!   shared epoll set where connections wait and idle workers wait for them;
-//!   [`conn`]: a client connection and its TLS I/O; [`worker`]: the pool; [`forward`]: one exchange; [`upstream`]: backend
-//!   connections and their shared pool; [`readbuf`]: the workers' backend read
-//!   buffer.
+//! - `proxy/` (crate-private; `server` starts it): the proxy runtime, in layers:
+//!   `park.rs` the shared epoll set, generic over what it parks; `census.rs`
+//!   the connection caps; `readbuf.rs` the backend read buffer; `client.rs` a
+//!   client connection and its TLS I/O; `backend.rs` backend connections and
+//!   their shared pool; `exchange/` one exchange, a file per stage;
+//!   `session.rs` a client connection through its life (its phases, serving
+//!   it); `worker.rs` the pool; `acceptor.rs` the accepting thread and the
+//!   deadline sweep.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
@@ -38,25 +41,22 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod acceptor;
 pub mod access_log;
 pub mod config;
-pub mod conn;
 pub mod error;
 pub mod escape;
-pub mod forward;
 pub mod host;
 pub mod http1;
 pub mod log_sink;
 pub mod logger;
-pub mod park;
 pub mod procman;
-pub mod readbuf;
+// Crate-private: nothing outside the library needs the runtime's parts, and
+// `server::run` is its one door. (No `pub use` from it: main, tests and fuzz
+// need none.)
+mod proxy;
 pub mod routes;
 pub mod server;
 pub mod sys;
 pub mod time;
 pub mod tls;
-pub mod upstream;
-pub mod worker;
 pub mod x509;

@@ -16,17 +16,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 
-use crate::acceptor::{Acceptor, AcceptorConfig};
 use crate::access_log::AccessLog;
 use crate::config::{self, Config};
-use crate::conn::Census;
-use crate::park::ParkSet;
 use crate::procman;
+use crate::proxy::{
+    spawn_workers, useful_workers, Acceptor, AcceptorConfig, Census, Limits, ParkSet, Pool, Shared,
+};
 use crate::routes::{self, RouteMap, SharedRoutes};
 use crate::sys::{self, Signal};
 use crate::tls;
-use crate::upstream::Pool;
-use crate::worker::{self, Limits, Shared};
 
 /// How often the signal loop wakes when no signal comes, for the certificate
 /// expiry check (the access log has a writer thread of its own).
@@ -143,14 +141,14 @@ pub fn run(config: Config, overrides: Overrides) -> Result<(), String> {
         closing: Arc::new(AtomicBool::new(false)),
         pool: Arc::new(Pool::new(p.backend_idle_timeout)),
     });
-    let n_workers = p.workers.min(worker::useful_workers());
+    let n_workers = p.workers.min(useful_workers());
     if n_workers < p.workers {
         log::info!(
             "workers = {} capped at {n_workers}, one per core: workers never wait on I/O, so more would only take turns",
             p.workers
         );
     }
-    let workers = worker::spawn(n_workers, shared.clone())
+    let workers = spawn_workers(n_workers, shared.clone())
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let acceptor_thread = thread::Builder::new()
         .name("acceptor".into())

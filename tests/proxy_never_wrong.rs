@@ -3,30 +3,23 @@
 //! requests are retried, and only when not one byte of the answer came), give one
 //! client bytes an app sent on a pooled connection after its response (a body after
 //! a `HEAD` answer, more than its `Content-Length`), or lose a response head behind
-//! TLS bytes rustls already holds for the client (a key update's answer).
+//! TLS bytes rustls already holds for the client (a key update's answer: that one
+//! is held in `src/proxy/exchange/tests.rs`, where an exchange can be started
+//! while rustls holds bytes, which a client of the binary cannot arrange).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nexushub::conn::{Census, ClientConn, Fill, MinRate, Slot};
-use nexushub::forward::{Exchange, Progress, Waiting};
-use nexushub::readbuf::ReadBuf;
-use nexushub::sys::{self, Interest};
-use nexushub::upstream::Pool;
-use nexushub::worker::{InFlight, Limits, WorkerState};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, ServerConnection, StreamOwned};
+use rustls::{ClientConnection, StreamOwned};
 
 use crate::support::backend::response;
 use crate::support::tls_client::{client_config, tcp_connect, Head};
 use crate::support::wire::Wire;
-use crate::support::{fixture, lock, Backend, Conf, Nexus, TlsClient, HELLO};
+use crate::support::{lock, Backend, Conf, Nexus, TlsClient, HELLO};
 
 /// How long a test waits for something the other side does at once.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -326,212 +319,4 @@ fn upload_with_a_client_key_update_midway_gets_its_whole_response() {
     wire.read_body(head.framing("POST"), &mut |b| body.extend_from_slice(b))
         .unwrap_or_else(|e| panic!("reading the body: {e}"));
     assert_eq!(String::from_utf8_lossy(&body), "131072 bytes");
-}
-
-/// The client side of [`response_head_is_not_lost_behind_tls_bytes_rustls_holds`]:
-/// handshakes, sends its request, then reads nothing until told how many filler
-/// bytes come first; returns the response that follows them (status and body).
-fn reading_client(
-    port: u16,
-    told: Receiver<usize>,
-    ready: Sender<()>,
-) -> Result<(u16, Vec<u8>), String> {
-    let name = ServerName::try_from(HELLO).map_err(|e| e.to_string())?;
-    let conn = ClientConnection::new(client_config(&[&rustls::version::TLS13]), name)
-        .map_err(|e| e.to_string())?;
-    let sock = tcp_connect(port);
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut tls = StreamOwned::new(conn, sock);
-    for _ in 0..16 {
-        if !tls.conn.is_handshaking() {
-            break;
-        }
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .map_err(|e| format!("handshake: {e}"))?;
-    }
-    tls.write_all(format!("GET /x HTTP/1.1\r\nHost: {HELLO}\r\n\r\n").as_bytes())
-        .and_then(|()| tls.flush())
-        .map_err(|e| format!("sending the request: {e}"))?;
-    let _ = ready.send(());
-    let filler = told
-        .recv_timeout(WITHIN)
-        .map_err(|e| format!("never told to read: {e}"))?;
-    let mut left = filler;
-    let mut chunk = vec![0u8; 64 * 1024];
-    // Bounded: every round reads bytes or fails.
-    while left > 0 {
-        let n = tls
-            .read(&mut chunk[..left.min(64 * 1024)])
-            .map_err(|e| format!("reading the filler, {left} bytes left: {e}"))?;
-        if n == 0 {
-            return Err(format!("closed with {left} filler bytes left"));
-        }
-        if chunk[..n].iter().any(|&b| b != b'f') {
-            return Err("the filler came out of order".to_string());
-        }
-        left -= n;
-    }
-    let mut wire = Wire::new(tls);
-    let raw = wire
-        .read_head(64 * 1024)
-        .map_err(|e| format!("no response head after the filler: {e}"))?;
-    let head = Head::parse(&raw).map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    wire.read_body(head.framing("GET"), &mut |b| body.extend_from_slice(b))
-        .map_err(|e| format!("reading the body: {e}"))?;
-    Ok((head.status, body))
-}
-
-#[test]
-fn response_head_is_not_lost_behind_tls_bytes_rustls_holds() {
-    // Set up in-process (nexushub's own connection and exchange, driven as a
-    // worker drives them): a rustls client cannot bring the binary there, as
-    // rustls 0.23 keeps its answer to a KeyUpdate aside until our next record
-    // (which it then precedes) and nexushub flushes its other records before a
-    // response starts. So the test fills the client's socket until rustls
-    // holds what it had no room for, then runs an exchange whose response
-    // starts right then.
-    let setup = nexushub::tls::load(&fixture("localhost.pem"), &fixture("localhost.key"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
-    let (told_tx, told_rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let client = thread::spawn(move || reading_client(port, told_rx, ready_tx));
-    let (sock, peer) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
-    sock.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-    let tls = ServerConnection::new(setup.config).unwrap_or_else(|e| panic!("{e}"));
-    let census = Arc::new(Census::default());
-    let slot = Slot::acquire(&census, IpAddr::V4(Ipv4Addr::LOCALHOST), 8, 8)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let deadline = Instant::now() + WITHIN;
-    let mut conn = ClientConn::new(sock, tls, peer, deadline, slot);
-    let wait = |conn: &ClientConn, interest| {
-        assert!(Instant::now() < deadline, "out of time");
-        let _ = sys::poll_one(conn.sock.as_raw_fd(), interest, Duration::from_millis(50));
-    };
-    // Bounded by the deadline.
-    loop {
-        match conn.drive_handshake() {
-            Ok(nexushub::conn::Handshake::Done) => break,
-            Ok(nexushub::conn::Handshake::NeedRead) => wait(&conn, Interest::Read),
-            Ok(nexushub::conn::Handshake::NeedWrite) => wait(&conn, Interest::Write),
-            Err(e) => panic!("handshake: {e}"),
-        }
-    }
-    ready_rx
-        .recv_timeout(WITHIN)
-        .unwrap_or_else(|e| panic!("the client did not send its request: {e}"));
-    let req = loop {
-        match nexushub::http1::parse_request(&conn.buf, 64 * 1024) {
-            Ok(Some(req)) => break req,
-            Ok(None) => {}
-            Err(e) => panic!("{e:?}"),
-        }
-        match conn.fill_nonblocking(64 * 1024) {
-            Ok(Fill::Progress) => {}
-            Ok(Fill::WouldBlock) => wait(&conn, Interest::Read),
-            other => panic!("reading the request: {other:?}"),
-        }
-    };
-    conn.buf.drain(..req.head_len);
-    // The client reads nothing yet: fill its socket until rustls keeps the rest.
-    let filler = vec![b'f'; 64 * 1024];
-    let mut queued = 0;
-    // Bounded: loopback buffers hold a few MiB at most.
-    for _ in 0..4096 {
-        let (taken, flushed) = conn
-            .send_nonblocking(&filler)
-            .unwrap_or_else(|e| panic!("filling: {e}"));
-        queued += taken;
-        if !flushed {
-            break;
-        }
-    }
-    assert!(
-        conn.tls.wants_write(),
-        "rustls holds nothing after {queued} bytes"
-    );
-
-    let backend = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| panic!("{e}"));
-    let backend_addr: SocketAddr = backend.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let app = thread::spawn(move || {
-        let (mut sock, _) = backend.accept().unwrap_or_else(|e| panic!("{e}"));
-        let _ = sock.set_read_timeout(Some(WITHIN));
-        let mut wire = Wire::new(sock.try_clone().unwrap_or_else(|e| panic!("{e}")));
-        let head = wire.read_head(64 * 1024);
-        let _ = sock.write_all(&response(200, &[], b"hello"));
-        // Held open until nexushub is done with it.
-        let mut sink = [0u8; 1024];
-        while matches!(sock.read(&mut sink), Ok(n) if n > 0) {}
-        head.map(|h| String::from_utf8_lossy(&h).into_owned())
-    });
-    let limits = Limits {
-        head_timeout: WITHIN,
-        idle_timeout: WITHIN,
-        backend_connect_timeout: WITHIN,
-        backend_timeout: WITHIN,
-        client_timeout: WITHIN,
-        max_head_bytes: 64 * 1024,
-        min_rate: MinRate {
-            bytes_per_sec: 0,
-            grace: WITHIN,
-        },
-    };
-    let mut st = WorkerState {
-        pool: Arc::new(Pool::new(WITHIN)),
-        rbuf: ReadBuf::new(64 * 1024),
-        out: Vec::new(),
-    };
-    let counter = Arc::new(AtomicUsize::new(0));
-    let mut ex = Exchange::new(
-        req,
-        "app".into(),
-        backend_addr,
-        Instant::now(),
-        InFlight::enter(&counter),
-        InFlight::enter(&counter),
-    );
-    let mut told = false;
-    // Bounded by the deadline (`wait`).
-    let done = loop {
-        match ex.run(&mut conn, &limits, &mut st, false) {
-            Progress::Done(done) => break done,
-            Progress::Failed(f) => panic!("the exchange failed: {f:?}"),
-            Progress::Blocked(Waiting::Backend(interest)) => {
-                let be = ex.backend_mut().unwrap_or_else(|| panic!("no backend"));
-                assert!(Instant::now() < deadline, "out of time");
-                let _ = sys::poll_one(be.sock.as_raw_fd(), interest, Duration::from_millis(50));
-            }
-            Progress::Blocked(Waiting::Client(interest)) => {
-                // The response has started: now the client may read.
-                if !told {
-                    told = true;
-                    let _ = told_tx.send(queued);
-                }
-                wait(&conn, interest);
-            }
-        }
-    };
-    assert_eq!(done.status, 200);
-    assert!(told, "the client's socket was never full");
-    // Whatever the exchange left in rustls goes out as a worker would send it.
-    while !conn.flush_nonblocking().unwrap_or_else(|e| panic!("{e}")) {
-        wait(&conn, Interest::Write);
-    }
-    let got = client
-        .join()
-        .unwrap_or_else(|_| panic!("the client panicked"));
-    // The backend connection went back to the pool: closing it ends the app.
-    drop((ex, st, conn));
-    let _ = app.join();
-    assert_eq!(
-        got.map(|(status, body)| (status, String::from_utf8_lossy(&body).into_owned())),
-        Ok((200, "hello".to_string()))
-    );
 }

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::access_log::AccessLog;
-use crate::conn::{Census, ClientConn, Phase, Refusal, Slot};
-use crate::forward::Waiting;
-use crate::park::ParkSet;
+use crate::proxy::census::{Census, Refusal, Slot};
+use crate::proxy::client::ClientConn;
+use crate::proxy::park::{ParkSet, Parked};
+use crate::proxy::session::{self, Phase, Session};
 use crate::sys::{self, Interest};
 
 /// Most connections accepted per wake-up, so the sweep is not starved.
@@ -31,31 +32,31 @@ const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings the acceptor applies to every connection.
 #[derive(Debug, Clone)]
-pub struct AcceptorConfig {
+pub(crate) struct AcceptorConfig {
     /// Whole-handshake deadline, from accept.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Most client connections held at once (`max_connections`, or fewer
     /// when the open-file limit does not fit it).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection accepted on a descriptor this high is closed at once:
     /// the descriptors below it are all open, and what is left above belongs
     /// to health checks and app starts. A second line behind
     /// `max_connections`, for descriptors the count of connections misses.
-    pub fd_ceiling: u64,
+    pub(crate) fd_ceiling: u64,
     /// Most client connections held at once from one IP address.
-    pub max_connections_per_ip: usize,
+    pub(crate) max_connections_per_ip: usize,
     /// How long a client has to take the answer to an exchange whose backend
     /// timed out while parked.
-    pub client_timeout: Duration,
+    pub(crate) client_timeout: Duration,
 }
 
 /// The acceptor's state; [`Acceptor::run`] is the thread's body.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: TcpListener,
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     config: AcceptorConfig,
     census: Arc<Census>,
-    parked: Arc<ParkSet>,
+    parked: Arc<ParkSet<Session>>,
     access: Arc<AccessLog>,
     shutdown: Arc<AtomicBool>,
     refused: u64,
@@ -65,12 +66,12 @@ pub struct Acceptor {
 impl Acceptor {
     /// Sets up the acceptor around a bound listener; it parks new connections in
     /// `parked`, and stops once `shutdown` is set.
-    pub fn new(
+    pub(crate) fn new(
         listener: TcpListener,
         tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
         config: AcceptorConfig,
         census: Arc<Census>,
-        parked: Arc<ParkSet>,
+        parked: Arc<ParkSet<Session>>,
         access: Arc<AccessLog>,
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<Acceptor> {
@@ -92,7 +93,7 @@ impl Acceptor {
     /// listening socket and every parked connection with no exchange in progress
     /// (they have no request in flight, so closing them is the graceful thing).
     /// Parked exchanges are left to the workers to finish.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut last_sweep = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = SWEEP_INTERVAL.saturating_sub(last_sweep.elapsed());
@@ -168,8 +169,9 @@ impl Acceptor {
                 }
             };
             let deadline = Instant::now() + self.config.handshake_timeout;
-            let conn = Box::new(ClientConn::new(sock, tls, peer, deadline, slot));
-            self.parked.park(conn, Interest::Read);
+            let conn = ClientConn::new(sock, tls, peer, deadline, slot);
+            self.parked
+                .park(Box::new(Session::new(conn)), Interest::Read);
         }
     }
 
@@ -204,46 +206,42 @@ impl Acceptor {
     }
 
     fn sweep_deadlines(&mut self) {
-        for conn in self.parked.take_expired(Instant::now()) {
-            match conn.phase {
+        for mut s in self.parked.take_expired(Instant::now()) {
+            let peer = s.conn.peer;
+            let on_backend = match &mut s.phase {
+                Phase::Exchange { exchange, .. } => exchange.expire_backend_wait(),
+                _ => false,
+            };
+            if on_backend {
+                // The answer (504, or a cut) is a worker's to give: the
+                // client's socket is writable, so parking the exchange on it
+                // wakes one at once. A client that does not take it within
+                // client_timeout is cut off as below.
+                s.conn.deadline = Instant::now() + self.config.client_timeout;
+                // Parked without a write that said EAGAIN: re-poll.
+                s.conn.repoll = true;
+                self.parked.park(s, Interest::Write);
+                continue;
+            }
+            match s.phase {
                 Phase::Handshake => {
-                    log::info!("{}: TLS handshake timed out", conn.peer);
-                    conn.abort();
+                    log::info!("{peer}: TLS handshake timed out");
+                    s.abort();
                 }
                 Phase::Head => {
-                    log::info!("{}: request head timed out", conn.peer);
+                    log::info!("{peer}: request head timed out");
                     // A 408 would need a worker; closing is what the deadline is for.
-                    conn.close();
+                    s.close();
                 }
                 Phase::Idle => {
-                    log::debug!("{}: idle keep-alive connection closed", conn.peer);
-                    conn.close();
+                    log::debug!("{peer}: idle keep-alive connection closed");
+                    s.close();
                 }
-                Phase::Closing => {
-                    log::debug!("{}: closed after its linger", conn.peer);
-                    drop(conn);
+                Phase::Closing { .. } => {
+                    log::debug!("{peer}: closed after its linger");
+                    drop(s);
                 }
-                Phase::Exchange => {
-                    let on_backend = conn.exchange.as_ref().is_some_and(|ex| {
-                        matches!(ex.waiting(), Some(Waiting::Backend(_))) && !ex.expired
-                    });
-                    if on_backend {
-                        // The answer (504, or a cut) is a worker's to give: the
-                        // client's socket is writable, so parking the exchange
-                        // on it wakes one at once. A client that does not take
-                        // it within client_timeout is cut off as below.
-                        let mut conn = conn;
-                        if let Some(ex) = conn.exchange.as_mut() {
-                            ex.expired = true;
-                        }
-                        conn.deadline = Instant::now() + self.config.client_timeout;
-                        // Parked without a write that said EAGAIN: re-poll.
-                        conn.repoll = true;
-                        self.parked.park(conn, Interest::Write);
-                    } else {
-                        crate::worker::expire(conn, &self.access);
-                    }
-                }
+                Phase::Exchange { .. } => session::expire(s, &self.access),
             }
         }
     }

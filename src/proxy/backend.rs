@@ -1,7 +1,7 @@
 //! Backend connections: connecting without waiting, and the pool of idle
 //! keep-alive connections.
 //!
-//! No backend makes a worker wait (see `forward.rs`): the socket is
+//! No backend makes a worker wait (see `exchange/`): the socket is
 //! non-blocking for its whole life; when the backend has not answered yet, the
 //! exchange is parked on the socket in the park set; the request head and body
 //! bytes are sent as far as the socket takes them and the rest waits with the
@@ -25,36 +25,36 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::park::Registration;
-use crate::readbuf::ReadBuf;
+use crate::proxy::park::Registration;
+use crate::proxy::readbuf::ReadBuf;
 use crate::sys;
 
 /// Idle connections kept per backend address (nginx's `keepalive` is 256 per
 /// worker process).
-pub const MAX_IDLE_PER_BACKEND: usize = 1024;
+pub(crate) const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 /// A connection to a backend, fresh or taken from the pool.
 #[derive(Debug)]
-pub struct BackendConn {
+pub(crate) struct BackendConn {
     /// The socket, non-blocking for its whole life.
-    pub sock: TcpStream,
+    pub(crate) sock: TcpStream,
     /// The backend's address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The socket's place in the park set, once an exchange parked on it; kept
     /// while the connection is pooled, so it is registered once.
-    pub registration: Option<Registration>,
+    pub(crate) registration: Option<Registration>,
     /// Set when an event said the backend closed its side (or the socket
     /// failed): the connection is not pooled. (Its end may have come with the
     /// last response bytes, in the same event, so nothing else would tell.)
-    pub hangup: bool,
+    pub(crate) hangup: bool,
     /// True when it came from the pool (so a failure before any response byte
     /// may be the backend having closed it, and a retry may be in order).
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 /// Starts a new connection without waiting for it: the exchange parks on the
 /// socket until it is writable, then calls [`BackendConn::finish_connect`].
-pub fn connect_start(addr: SocketAddr) -> io::Result<BackendConn> {
+pub(crate) fn connect_start(addr: SocketAddr) -> io::Result<BackendConn> {
     let sock = sys::connect_nonblocking(&addr)?;
     Ok(BackendConn {
         sock,
@@ -69,7 +69,7 @@ impl BackendConn {
     /// After a writable event on a connecting socket: `Ok(true)` once connected
     /// (the socket is then `TCP_NODELAY`),
     /// `Ok(false)` if it is still connecting, the connect's error otherwise.
-    pub fn finish_connect(&mut self) -> io::Result<bool> {
+    pub(crate) fn finish_connect(&mut self) -> io::Result<bool> {
         let fd = self.sock.as_raw_fd();
         if let Some(e) = sys::socket_error(fd)? {
             return Err(e);
@@ -87,7 +87,7 @@ impl BackendConn {
     }
 
     /// Writes what the socket takes of `data` now (0 when it is full).
-    pub fn write_nonblocking(&mut self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write_nonblocking(&mut self, data: &[u8]) -> io::Result<usize> {
         // Bounded: EINTR is retried, and there are only so many signals.
         loop {
             match sys::send_nonblocking(self.sock.as_raw_fd(), data) {
@@ -106,7 +106,7 @@ impl BackendConn {
     /// gaps of milliseconds, and one with BBR misjudges the path as slow and
     /// paces the rest of the response out slowly (the long tail of 1 MiB
     /// responses in `benches/compare`). A failure only costs that speed.
-    pub fn ack_promptly(&self) {
+    pub(crate) fn ack_promptly(&self) {
         if let Err(e) = sys::quickack(self.sock.as_raw_fd()) {
             log::debug!("{}: TCP_QUICKACK: {e}", self.addr);
         }
@@ -114,7 +114,7 @@ impl BackendConn {
 
     /// One read into `buf` (after its unconsumed bytes) that never blocks:
     /// `WouldBlock` when the backend has sent nothing more yet.
-    pub fn read_nonblocking(&mut self, buf: &mut ReadBuf) -> io::Result<usize> {
+    pub(crate) fn read_nonblocking(&mut self, buf: &mut ReadBuf) -> io::Result<usize> {
         buf.read_once(&mut DontWait(&self.sock))
     }
 }
@@ -135,14 +135,14 @@ impl std::io::Read for DontWait<'_> {
 /// the other, and open new connections all the time). The lock is held only
 /// to pop or push; the checks of a popped connection run outside it.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     idle: Mutex<HashMap<SocketAddr, VecDeque<(BackendConn, Instant)>>>,
     idle_timeout: Duration,
 }
 
 impl Pool {
     /// An empty pool whose connections expire after `idle_timeout`.
-    pub fn new(idle_timeout: Duration) -> Pool {
+    pub(crate) fn new(idle_timeout: Duration) -> Pool {
         Pool {
             idle: Mutex::new(HashMap::new()),
             idle_timeout,
@@ -154,7 +154,7 @@ impl Pool {
     /// shortcut for a connection idle only a moment: stray bytes (a body after
     /// a `HEAD` answer, more than a `Content-Length`) come just as soon, and
     /// would be read as the next client's response.
-    pub fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
+    pub(crate) fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
         // Bounded: every round pops a connection (at most the cap of them).
         loop {
             let (mut conn, since) = self.idle.lock().get_mut(&addr)?.pop_back()?;
@@ -180,7 +180,7 @@ impl Pool {
     /// promise; the oldest one goes when the address has
     /// [`MAX_IDLE_PER_BACKEND`] already; one whose backend hung up is closed
     /// instead).
-    pub fn put(&self, conn: BackendConn) {
+    pub(crate) fn put(&self, conn: BackendConn) {
         if conn.hangup {
             return;
         }
@@ -200,7 +200,7 @@ impl Pool {
     }
 
     /// Closes every connection idle for longer than the timeout.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         let timeout = self.idle_timeout;
         let expired: Vec<BackendConn> = {

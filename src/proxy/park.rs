@@ -24,31 +24,93 @@
 //! of waiting for an edge that has passed. So a connection belongs to at most one
 //! worker at a time, and no readiness is lost while it is busy. What the edge
 //! trigger asks of the callers: park on a socket only after it said EAGAIN for
-//! what you wait on, or set [`ClientConn::repoll`].
+//! what you wait on, or say so through [`Parked::take_repoll`].
+//!
+//! The set is generic over what it parks ([`Parked`]: a client session) and
+//! knows nothing else of it; a [`Registration`], owned by a socket, reaches its
+//! set through [`Forget`], so the connections that own them need no type
+//! parameter.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::conn::ClientConn;
-use crate::forward::Waiting;
 use crate::sys::{Epoll, Interest, Watch};
 
 /// Shards of the token table, so that parking and waking rarely meet on a lock.
 const SHARDS: usize = 16;
 
+/// What a parked thing waits for: its client's socket, or its backend's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// The client: its next bytes (`Read`: a request head or body bytes, or
+    /// the rest of a handshake) or room for what we send it (`Write`).
+    Client(Interest),
+    /// The backend: its response head or next response body bytes (`Read`),
+    /// the end of a connect or room for the request (`Write`).
+    Backend(Interest),
+}
+
+/// What the park set needs of what it parks (a client session): the sockets
+/// it waits on, its deadline, and how to end it. The set knows nothing else of
+/// it, so it sits below everything it parks.
+pub(crate) trait Parked: Send + Sized + 'static {
+    /// The socket to wait on for `waiting` and the registration that goes
+    /// with it; `None` when there is no such socket (the thing is aborted).
+    fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)>;
+    /// When the sweep takes it out of the set.
+    fn deadline(&self) -> Instant;
+    /// An event for the socket registered under `token` reported the peer's
+    /// end: the last bytes may have come with it, so no other event will say so.
+    fn note_hangup(&mut self, token: u64);
+    /// True while a request is in flight: kept parked through a shutdown.
+    fn busy(&self) -> bool;
+    /// Takes the flag that says it is parked without its socket having said
+    /// EAGAIN for what it waits on (the parking then re-polls the socket).
+    fn take_repoll(&mut self) -> bool;
+    /// Ends it politely (a shutdown closes idle ones).
+    fn close(self: Box<Self>);
+    /// Drops it at once.
+    fn abort(self: Box<Self>);
+    /// The peer, for log lines.
+    fn peer(&self) -> SocketAddr;
+}
+
+/// What a [`Registration`] tells its park set when its socket closes: the
+/// park set seen without its type, so that a registration need not be generic.
+pub(crate) trait Forget: Send + Sync {
+    /// A registration's socket is closing: its token leaves the table.
+    fn forget(&self, token: u64);
+}
+
 /// A socket's place in the park set: its token and what its registration
 /// watches. Dropped with the socket, it takes the token out of the table (the
 /// kernel drops the registration itself when the socket closes).
-#[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     token: u64,
     watch: Watch,
-    set: Weak<ParkSet>,
+    set: Weak<dyn Forget>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("token", &self.token)
+            .field("watch", &self.watch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registration {
+    /// The token events for this socket carry.
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
 }
 
 impl Drop for Registration {
@@ -61,9 +123,9 @@ impl Drop for Registration {
 
 /// What the table knows of a token.
 #[derive(Debug)]
-enum Entry {
+enum Entry<T> {
     /// Parked, waiting on this token's socket.
-    Parked(Box<ClientConn>),
+    Parked(Box<T>),
     /// Not parked on this socket (with a worker, parked under another token, or
     /// a backend connection in the pool). `ready`: an event came meanwhile.
     Busy { ready: bool },
@@ -80,22 +142,22 @@ enum Arm {
     Modify,
 }
 
-/// The shared epoll set and the connections parked in it, by token.
+/// The shared epoll set and what is parked in it, by token.
 #[derive(Debug)]
-pub struct ParkSet {
+pub(crate) struct ParkSet<T> {
     epoll: Epoll,
     // Boxed: a connection is about 1.3 KiB (most of it rustls state), and it
     // moves between the acceptor, this table and the workers on every request;
     // a box makes each move a pointer's (measured: 1 to 6% more requests/s).
-    shards: Vec<Mutex<HashMap<u64, Entry>>>,
+    shards: Vec<Mutex<HashMap<u64, Entry<T>>>>,
     next_token: AtomicU64,
     parked: AtomicUsize,
     closing: AtomicBool,
 }
 
-impl ParkSet {
+impl<T: Parked> ParkSet<T> {
     /// An empty set.
-    pub fn new() -> std::io::Result<ParkSet> {
+    pub(crate) fn new() -> std::io::Result<ParkSet<T>> {
         Ok(ParkSet {
             epoll: Epoll::new()?,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -105,33 +167,30 @@ impl ParkSet {
         })
     }
 
-    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Entry>> {
+    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Entry<T>>> {
         &self.shards[(token as usize) % SHARDS]
     }
 
-    /// Parks `conn` until it is ready for `interest` (or its deadline passes).
-    /// While shutting down, a connection with no exchange in progress is closed
-    /// instead: it has no request in flight.
-    pub fn park(self: &Arc<Self>, conn: Box<ClientConn>, interest: Interest) {
-        self.park_exchange(conn, Waiting::Client(interest));
+    /// Parks `conn` until its client's socket is ready for `interest` (or its
+    /// deadline passes). While shutting down, one with no request in flight is
+    /// closed instead.
+    pub(crate) fn park(self: &Arc<Self>, conn: Box<T>, interest: Interest) {
+        self.park_on(conn, Waiting::Client(interest));
     }
 
-    /// Parks a connection whose exchange (in `conn.exchange`) waits for
-    /// `waiting`: the client's socket, or its backend connection's.
-    pub fn park_exchange(self: &Arc<Self>, mut conn: Box<ClientConn>, waiting: Waiting) {
-        if self.closing.load(Ordering::SeqCst) && conn.exchange.is_none() {
+    /// Parks `conn` until the socket `waiting` names is ready: the client's,
+    /// or its backend connection's.
+    pub(crate) fn park_on(self: &Arc<Self>, mut conn: Box<T>, waiting: Waiting) {
+        if self.closing.load(Ordering::SeqCst) && !conn.busy() {
             return conn.close();
         }
-        let repoll = std::mem::take(&mut conn.repoll);
-        let (fd, reg, interest) = match waiting {
-            Waiting::Client(interest) => (conn.sock.as_raw_fd(), &mut conn.registration, interest),
-            Waiting::Backend(interest) => {
-                let Some(be) = conn.exchange.as_mut().and_then(|ex| ex.backend_mut()) else {
-                    log::error!("{}: no backend connection to wait on", conn.peer);
-                    return conn.abort();
-                };
-                (be.sock.as_raw_fd(), &mut be.registration, interest)
-            }
+        let repoll = conn.take_repoll();
+        let interest = match waiting {
+            Waiting::Client(interest) | Waiting::Backend(interest) => interest,
+        };
+        let Some((fd, reg)) = conn.socket(waiting) else {
+            log::error!("{}: no backend connection to wait on", conn.peer());
+            return conn.abort();
         };
         let (token, watch, mut arm) = match reg {
             Some(r) if r.watch.covers(interest) => (
@@ -146,11 +205,8 @@ impl ParkSet {
             None => {
                 let token = self.next_token.fetch_add(1, Ordering::Relaxed);
                 let watch = Watch::of(interest);
-                *reg = Some(Registration {
-                    token,
-                    watch,
-                    set: Arc::downgrade(self),
-                });
+                let set: Weak<dyn Forget> = Arc::downgrade(self) as Weak<dyn Forget>;
+                *reg = Some(Registration { token, watch, set });
                 (token, watch, Arm::Add)
             }
         };
@@ -178,7 +234,7 @@ impl ParkSet {
             }
         };
         if let Some(conn) = refused {
-            log::error!("{}: parked twice on one socket; dropped", conn.peer);
+            log::error!("{}: parked twice on one socket; dropped", conn.peer());
             return conn.abort();
         }
         self.parked.fetch_add(1, Ordering::SeqCst);
@@ -189,7 +245,7 @@ impl ParkSet {
         };
         if let Err(e) = armed {
             if let Some(conn) = self.take(token) {
-                log::warn!("{}: cannot park connection: {e}", conn.peer);
+                log::warn!("{}: cannot park connection: {e}", conn.peer());
             }
             return;
         }
@@ -211,8 +267,8 @@ impl ParkSet {
         }
     }
 
-    /// Takes the connection parked under `token`, if one is.
-    fn take(&self, token: u64) -> Option<Box<ClientConn>> {
+    /// Takes what is parked under `token`, if anything is.
+    fn take(&self, token: u64) -> Option<Box<T>> {
         let conn = self.shard(token).lock().get_mut(&token).and_then(unpark);
         if conn.is_some() {
             self.parked.fetch_sub(1, Ordering::SeqCst);
@@ -220,20 +276,10 @@ impl ParkSet {
         conn
     }
 
-    /// A registration's socket is closing: its token leaves the table.
-    fn forget(&self, token: u64) {
-        // Dropped outside the lock: a connection's drop forgets its own tokens.
-        let gone = self.shard(token).lock().remove(&token);
-        if let Some(Entry::Parked(conn)) = gone {
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-            log::error!("{}: parked on a socket that closed; dropped", conn.peer);
-        }
-    }
-
-    /// Waits up to `timeout` for a parked connection to become ready and takes it.
-    /// Called by idle workers. `None` also when the event was for a connection
-    /// that is busy (noted for its next parking) or gone.
-    pub fn wait(&self, timeout: Duration) -> Option<Box<ClientConn>> {
+    /// Waits up to `timeout` for something parked to become ready and takes it.
+    /// Called by idle workers. `None` also when the event was for one that is
+    /// busy (noted for its next parking) or gone.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Box<T>> {
         match self.epoll.wait_one(timeout) {
             Ok(Some(ev)) => {
                 let conn = {
@@ -250,7 +296,7 @@ impl ParkSet {
                 let mut conn = conn?;
                 self.parked.fetch_sub(1, Ordering::SeqCst);
                 if ev.hangup() {
-                    note_hangup(&mut conn, ev.token);
+                    conn.note_hangup(ev.token);
                 }
                 Some(conn)
             }
@@ -263,32 +309,32 @@ impl ParkSet {
         }
     }
 
-    /// Connections parked now.
-    pub fn len(&self) -> usize {
+    /// How many are parked now.
+    pub(crate) fn len(&self) -> usize {
         self.parked.load(Ordering::SeqCst)
     }
 
     /// True when nothing is parked.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Takes every connection whose deadline is at or before `now`.
-    pub fn take_expired(&self, now: Instant) -> Vec<Box<ClientConn>> {
-        self.take_where(|c| c.deadline <= now)
+    /// Takes everything whose deadline is at or before `now`.
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<Box<T>> {
+        self.take_where(|c| c.deadline() <= now)
     }
 
-    /// Begins the shutdown: from now on only connections with an exchange in
-    /// progress are parked; the others parked now are taken out and returned.
-    pub fn close_idle(&self) -> Vec<Box<ClientConn>> {
+    /// Begins the shutdown: from now on only what has a request in flight is
+    /// parked; the others parked now are taken out and returned.
+    pub(crate) fn close_idle(&self) -> Vec<Box<T>> {
         self.closing.store(true, Ordering::SeqCst);
-        self.take_where(|c| c.exchange.is_none())
+        self.take_where(|c| !c.busy())
     }
 
-    /// Takes every parked connection for which `pick` is true.
-    // Connections stay boxed wherever they go (see `shards`).
+    /// Takes everything parked for which `pick` is true.
+    // Parked things stay boxed wherever they go (see `shards`).
     #[allow(clippy::vec_box)]
-    fn take_where(&self, pick: impl Fn(&ClientConn) -> bool) -> Vec<Box<ClientConn>> {
+    fn take_where(&self, pick: impl Fn(&T) -> bool) -> Vec<Box<T>> {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock();
@@ -303,28 +349,29 @@ impl ParkSet {
     }
 
     /// True once [`ParkSet::close_idle`] was called.
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
     }
 }
 
-/// Notes on the socket an event for `token` was for that its peer closed its
-/// side: the last bytes may have come in the same event, so no other will say it.
-fn note_hangup(conn: &mut ClientConn, token: u64) {
-    if conn.registration.as_ref().is_some_and(|r| r.token == token) {
-        conn.hangup = true;
-    } else if let Some(be) = conn.exchange.as_mut().and_then(|ex| ex.backend_mut()) {
-        be.hangup = true;
+impl<T: Parked> Forget for ParkSet<T> {
+    fn forget(&self, token: u64) {
+        // Dropped outside the lock: a connection's drop forgets its own tokens.
+        let gone = self.shard(token).lock().remove(&token);
+        if let Some(Entry::Parked(conn)) = gone {
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+            log::error!("{}: parked on a socket that closed; dropped", conn.peer());
+        }
     }
 }
 
-/// True for a connection parked with no exchange in progress.
-fn is_idle(entry: &Entry) -> bool {
-    matches!(entry, Entry::Parked(c) if c.exchange.is_none())
+/// True for an entry parked with no request in flight.
+fn is_idle<T: Parked>(entry: &Entry<T>) -> bool {
+    matches!(entry, Entry::Parked(c) if !c.busy())
 }
 
-/// Takes a parked connection out of its entry, leaving the token busy.
-fn unpark(entry: &mut Entry) -> Option<Box<ClientConn>> {
+/// Takes what is parked out of its entry, leaving the token busy.
+fn unpark<T>(entry: &mut Entry<T>) -> Option<Box<T>> {
     match std::mem::replace(entry, Entry::Busy { ready: false }) {
         Entry::Parked(conn) => Some(conn),
         busy => {
@@ -339,32 +386,69 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::path::Path;
+    use std::os::fd::AsRawFd;
 
-    use crate::conn::{Census, Slot};
+    /// The least a parked thing is: a socket and its registration.
+    #[derive(Debug)]
+    struct Conn {
+        sock: TcpStream,
+        peer: SocketAddr,
+        registration: Option<Registration>,
+        deadline: Instant,
+        hangup: bool,
+    }
 
-    /// A connection around the server side of a loopback pair, and the client side.
-    fn pair() -> (Box<ClientConn>, TcpStream) {
+    impl Parked for Conn {
+        fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)> {
+            match waiting {
+                Waiting::Client(_) => Some((self.sock.as_raw_fd(), &mut self.registration)),
+                Waiting::Backend(_) => None,
+            }
+        }
+        fn deadline(&self) -> Instant {
+            self.deadline
+        }
+        fn note_hangup(&mut self, token: u64) {
+            if self.registration.as_ref().is_some_and(|r| r.token == token) {
+                self.hangup = true;
+            }
+        }
+        fn busy(&self) -> bool {
+            false
+        }
+        fn take_repoll(&mut self) -> bool {
+            false
+        }
+        fn close(self: Box<Self>) {}
+        fn abort(self: Box<Self>) {
+            let _ = self.sock.shutdown(Shutdown::Both);
+        }
+        fn peer(&self) -> SocketAddr {
+            self.peer
+        }
+    }
+
+    type ParkSet = super::ParkSet<Conn>;
+
+    /// The server side of a loopback pair, parkable, and the client side.
+    fn pair() -> (Box<Conn>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (sock, peer) = listener.accept().expect("accept");
         sock.set_nonblocking(true).expect("nonblocking");
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let setup = crate::tls::load(
-            &fixtures.join("localhost.pem"),
-            &fixtures.join("localhost.key"),
-        )
-        .expect("fixtures load");
-        let tls = rustls::ServerConnection::new(setup.config).expect("rustls");
-        let census = Arc::new(Census::default());
-        let slot = Slot::acquire(&census, peer.ip(), 10, 10).expect("slot");
         let deadline = Instant::now() + Duration::from_secs(60);
-        let conn = ClientConn::new(sock, tls, peer, deadline, slot);
+        let conn = Conn {
+            sock,
+            peer,
+            registration: None,
+            deadline,
+            hangup: false,
+        };
         (Box::new(conn), client)
     }
 
     /// Waits for the parked connection to come back, up to a second.
-    fn ready(set: &ParkSet) -> Option<Box<ClientConn>> {
+    fn ready(set: &ParkSet) -> Option<Box<Conn>> {
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
             if let Some(conn) = set.wait(Duration::from_millis(50)) {
@@ -375,7 +459,7 @@ mod tests {
     }
 
     /// Reads the socket until it says EAGAIN; the bytes read.
-    fn drain(conn: &ClientConn) -> usize {
+    fn drain(conn: &Conn) -> usize {
         let mut total = 0;
         let mut buf = [0u8; 4096];
         for _ in 0..1000 {

@@ -3,161 +3,51 @@
 //! workers drive it with (no call here waits on the client: whoever would wait
 //! parks the connection).
 //!
-//! Life cycle (see also `src/LIFECYCLE.md`): accepted -> parked while the TLS
-//! handshake is under way -> handed to a worker when readable -> head read without
-//! blocking (parked again if incomplete) -> exchange (parked whenever the client
-//! or the backend is not ready) -> parked idle (or served again at once if a
-//! pipelined request is buffered) -> closed (parked while the close lingers).
+//! Its life cycle is its session's (`session.rs`, and `src/LIFECYCLE.md`):
+//! accepted -> parked while the TLS handshake is under way -> handed to a
+//! worker when readable -> head read without blocking (parked again if
+//! incomplete) -> exchange (parked whenever the client or the backend is not
+//! ready) -> parked idle (or served again at once if a pipelined request is
+//! buffered) -> closed (parked while the close lingers).
 //! The socket is non-blocking throughout; one thread at a time owns the whole
 //! value (a rustls connection cannot be split), and moving it between the
 //! acceptor and the workers moves ownership.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use rustls::ServerConnection;
 
-use crate::park::Registration;
+use crate::proxy::census::Slot;
+use crate::proxy::park::Registration;
 
 /// Plaintext read from a client at most per fill, beyond what is buffered.
-pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+pub(crate) const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Longest we linger after a close that may leave unread client bytes behind, so
 /// the kernel does not answer them with a reset that destroys our response.
-pub const LINGER: Duration = Duration::from_millis(500);
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
 /// Most bytes we read away while lingering.
-pub const LINGER_MAX_BYTES: usize = 256 * 1024;
+pub(crate) const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 /// Largest plaintext buffer a connection keeps while parked idle: one large
 /// request head must not pin its buffer for `idle_timeout`.
-pub const IDLE_BUF_BYTES: usize = 1024;
+pub(crate) const IDLE_BUF_BYTES: usize = 1024;
 
 /// The `min_data_rate` policy.
 #[derive(Debug, Clone, Copy)]
-pub struct MinRate {
+pub(crate) struct MinRate {
     /// Bytes per second; 0 is off.
-    pub bytes_per_sec: u64,
+    pub(crate) bytes_per_sec: u64,
     /// Waiting allowed before the rate applies.
-    pub grace: Duration,
-}
-
-/// Where the connection is between requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The TLS handshake is under way.
-    Handshake,
-    /// Between requests, no byte of the next one yet.
-    Idle,
-    /// Part of a request head has arrived.
-    Head,
-    /// An exchange waits on the client: a request body that has not arrived, or
-    /// a response the client has not read (`ClientConn::exchange` holds it).
-    Exchange,
-    /// Closing after our last answer: its close_notify is not all out yet, or
-    /// what the client still sends is read away (`ClientConn::linger_left`).
-    Closing,
-}
-
-/// The live client connections, in total and per client address (see
-/// [`client_key`]).
-#[derive(Debug, Default)]
-pub struct Census {
-    total: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// What `max_connections_per_ip` counts a client under: its IPv4 address (an
-/// IPv4-mapped IPv6 address is that IPv4 client), or its IPv6 /64. One IPv6
-/// host is usually given a whole /64 and can pick any address in it, so
-/// counting per address would be no cap at all.
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
-    }
-}
-
-/// Why a new connection was refused a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_connections` reached.
-    Total,
-    /// `max_connections_per_ip` reached for this address.
-    PerIp,
-    /// The open-file limit is near: the rest is kept for the apps.
-    Descriptors,
-}
-
-impl Census {
-    /// Connections held now.
-    pub fn total(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-}
-
-/// One connection's place in the [`Census`]; given back when dropped, whatever
-/// path (panic included) drops it.
-#[derive(Debug)]
-pub struct Slot {
-    census: Arc<Census>,
-    ip: IpAddr,
-}
-
-impl Slot {
-    /// Takes a slot for a connection from `ip` unless a cap is reached. Called at
-    /// accept only, so the per-IP lock is never on the request path.
-    pub fn acquire(
-        census: &Arc<Census>,
-        ip: IpAddr,
-        max: usize,
-        max_per_ip: usize,
-    ) -> Result<Slot, Refusal> {
-        let ip = client_key(ip);
-        let mut per_ip = census.per_ip.lock();
-        if census.total.load(Ordering::Relaxed) >= max {
-            return Err(Refusal::Total);
-        }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= max_per_ip {
-            return Err(Refusal::PerIp);
-        }
-        *n += 1;
-        census.total.fetch_add(1, Ordering::Relaxed);
-        Ok(Slot {
-            census: census.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut per_ip = self.census.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-        self.census.total.fetch_sub(1, Ordering::Relaxed);
-    }
+    pub(crate) grace: Duration,
 }
 
 /// Why a client connection cannot go on.
 #[derive(Debug)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     /// The TLS layer refused the peer's bytes.
     Tls(rustls::Error),
     /// A socket error.
@@ -178,7 +68,7 @@ impl std::fmt::Display for ConnError {
 
 /// What a non-blocking read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fill {
+pub(crate) enum Fill {
     /// New plaintext is in `buf` (or the buffer reached its cap).
     Progress,
     /// Nothing now; the socket would block.
@@ -189,7 +79,7 @@ pub enum Fill {
 
 /// What driving the handshake without blocking led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// Done: the connection can carry requests.
     Done,
     /// Waiting for the client's next flight.
@@ -200,51 +90,41 @@ pub enum Handshake {
 
 /// One client connection and everything known about it.
 #[derive(Debug)]
-pub struct ClientConn {
+pub(crate) struct ClientConn {
     /// The non-blocking socket.
-    pub sock: TcpStream,
+    pub(crate) sock: TcpStream,
     /// Its rustls state.
-    pub tls: ServerConnection,
+    pub(crate) tls: ServerConnection,
     /// The client's address.
-    pub peer: SocketAddr,
-    /// Where it is between requests.
-    pub phase: Phase,
+    pub(crate) peer: SocketAddr,
     /// The deadline of the current phase (handshake, head, or idle).
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Plaintext read but not yet consumed: a partial head or pipelined requests.
-    pub buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
     /// The normalised SNI name the client sent, once the handshake is done.
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
     /// The socket's place in the park set, once it was first parked.
-    pub registration: Option<Registration>,
+    pub(crate) registration: Option<Registration>,
     /// Set when the connection is parked without the socket having said EAGAIN
     /// for what it waits on: the parking re-polls it (see `park.rs`).
-    pub repoll: bool,
+    pub(crate) repoll: bool,
     /// True when the last read from the socket filled what it was given: more
     /// bytes may wait in the socket, so it is not drained.
-    pub unread: bool,
+    pub(crate) unread: bool,
     /// Set when an event said the client closed its side (or the socket
     /// failed): the socket is read again before the connection is parked.
-    pub hangup: bool,
+    pub(crate) hangup: bool,
     /// Requests served so far.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Time spent waiting on this client (to read or to write) during the
     /// current exchange; what `min_data_rate` is measured against.
-    pub waited: Duration,
-    /// The exchange in progress while the connection is parked in it.
-    pub exchange: Option<Box<crate::forward::Exchange>>,
-    /// When the connection was parked in its exchange (for `waited`).
-    pub parked_at: Option<Instant>,
-    /// While closing: how many more client bytes may be read away (0: none).
-    pub linger_left: usize,
-    /// While closing: our FIN is sent.
-    pub fin_sent: bool,
+    pub(crate) waited: Duration,
     _slot: Slot,
 }
 
 impl ClientConn {
     /// Wraps an accepted (already non-blocking) socket.
-    pub fn new(
+    pub(crate) fn new(
         sock: TcpStream,
         tls: ServerConnection,
         peer: SocketAddr,
@@ -255,7 +135,6 @@ impl ClientConn {
             sock,
             tls,
             peer,
-            phase: Phase::Handshake,
             deadline: handshake_deadline,
             buf: Vec::new(),
             sni: None,
@@ -265,16 +144,12 @@ impl ClientConn {
             hangup: false,
             requests: 0,
             waited: Duration::ZERO,
-            exchange: None,
-            parked_at: None,
-            linger_left: 0,
-            fin_sent: false,
             _slot: slot,
         }
     }
 
     /// Drives the handshake as far as the socket allows without blocking.
-    pub fn drive_handshake(&mut self) -> Result<Handshake, ConnError> {
+    pub(crate) fn drive_handshake(&mut self) -> Result<Handshake, ConnError> {
         for _ in 0..64 {
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.sock) {
@@ -348,7 +223,7 @@ impl ClientConn {
 
     /// Reads whatever the socket has now into `buf`, without blocking, stopping
     /// once `buf` holds `cap` bytes.
-    pub fn fill_nonblocking(&mut self, cap: usize) -> Result<Fill, ConnError> {
+    pub(crate) fn fill_nonblocking(&mut self, cap: usize) -> Result<Fill, ConnError> {
         let before = self.buf.len();
         // Bounded: each round either reads bytes or returns.
         for _ in 0..256 {
@@ -394,7 +269,7 @@ impl ClientConn {
     /// The deadline for the client's next read or write in an exchange that has
     /// moved `moved` body bytes: `client_timeout` from now, or sooner when the
     /// client is behind `min_data_rate` (after its grace) for the time we waited on it.
-    pub fn client_deadline(&self, timeout: Duration, rate: MinRate, moved: u64) -> Instant {
+    pub(crate) fn client_deadline(&self, timeout: Duration, rate: MinRate, moved: u64) -> Instant {
         let now = Instant::now();
         let gap = now + timeout;
         if rate.bytes_per_sec == 0 {
@@ -410,7 +285,7 @@ impl ClientConn {
     /// everything queued reached the socket; when it did not, the rest waits in
     /// rustls (and the untaken tail of `data` with the caller) until the socket
     /// is writable.
-    pub fn send_nonblocking(&mut self, data: &[u8]) -> Result<(usize, bool), ConnError> {
+    pub(crate) fn send_nonblocking(&mut self, data: &[u8]) -> Result<(usize, bool), ConnError> {
         let mut taken = 0;
         // Bounded: each round takes bytes into rustls or empties its buffer.
         for _ in 0..(data.len() / 1024 + 64) {
@@ -440,9 +315,9 @@ impl ClientConn {
     }
 
     /// Ends the connection politely without waiting: close_notify and our FIN,
-    /// as far as the socket takes them now. (After an answer, the worker closes
-    /// through `Phase::Closing` instead, which waits for both, parked.)
-    pub fn close(mut self) {
+    /// as far as the socket takes them now. (After an answer, the session closes
+    /// through its closing phase instead, which waits for both, parked.)
+    pub(crate) fn close(mut self) {
         self.tls.send_close_notify();
         let _ = self.flush_nonblocking();
         let _ = self.sock.shutdown(Shutdown::Write);
@@ -451,14 +326,14 @@ impl ClientConn {
     /// Queues all of `data` (a small message of our own) in rustls and sends
     /// what the socket takes now: true once all of it is out; the rest waits
     /// in rustls for [`ClientConn::flush_nonblocking`].
-    pub fn queue(&mut self, data: &[u8]) -> Result<bool, ConnError> {
+    pub(crate) fn queue(&mut self, data: &[u8]) -> Result<bool, ConnError> {
         self.tls.writer().write_all(data).map_err(ConnError::Io)?;
         self.flush_nonblocking()
     }
 
     /// Sends what rustls has queued as far as the socket takes it now: true
     /// once all of it is out, false when the socket would block.
-    pub fn flush_nonblocking(&mut self) -> Result<bool, ConnError> {
+    pub(crate) fn flush_nonblocking(&mut self) -> Result<bool, ConnError> {
         // Bounded: each round sends bytes or returns.
         for _ in 0..1024 {
             if !self.tls.wants_write() {
@@ -476,18 +351,18 @@ impl ClientConn {
     }
 
     /// While closing: reads and drops what the client still sends, without
-    /// blocking and within `linger_left`. True when the socket would block with
-    /// bytes still allowed (wait for more); false at the client's end, on an
-    /// error, or once the allowance is spent.
-    pub fn read_away(&mut self) -> bool {
+    /// blocking and within `left` (counted down). True when the socket would
+    /// block with bytes still allowed (wait for more); false at the client's
+    /// end, on an error, or once the allowance is spent.
+    pub(crate) fn read_away(&mut self, left: &mut usize) -> bool {
         let mut sink = [0u8; 8192];
         // Bounded: each round reads bytes off the allowance, or returns.
         for _ in 0..(LINGER_MAX_BYTES / 8192 + 2) {
             match (&self.sock).read(&mut sink) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    self.linger_left = self.linger_left.saturating_sub(n);
-                    if self.linger_left == 0 {
+                    *left = left.saturating_sub(n);
+                    if *left == 0 {
                         return false;
                     }
                 }
@@ -507,7 +382,7 @@ impl ClientConn {
     /// without touching the socket). Nothing else rustls keeps grows with
     /// what the client sent: received plaintext is all in `buf`, and sent
     /// records are freed once written.
-    pub fn trim_idle(&mut self) {
+    pub(crate) fn trim_idle(&mut self) {
         if self.buf.capacity() > IDLE_BUF_BYTES {
             // Freed whole rather than shrunk in place: a shrunk block leaves a
             // hole just too small for the next large head's buffer, and 200
@@ -519,7 +394,7 @@ impl ClientConn {
 
     /// Drops the connection at once without a close_notify, so the client can tell
     /// a response was cut short (used when a backend dies mid-body).
-    pub fn abort(self) {
+    pub(crate) fn abort(self) {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 }
@@ -550,85 +425,5 @@ impl Read for Tracked<'_> {
             Err(_) => {}
         }
         res
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([127, 0, 0, last])
-    }
-
-    #[test]
-    fn per_ip_cap_leaves_room_for_other_addresses() {
-        let census = Arc::new(Census::default());
-        let a1 = Slot::acquire(&census, ip(1), 3, 2).expect("first");
-        let _a2 = Slot::acquire(&census, ip(1), 3, 2).expect("second");
-        assert_eq!(
-            Slot::acquire(&census, ip(1), 3, 2).err(),
-            Some(Refusal::PerIp)
-        );
-        let _b1 = Slot::acquire(&census, ip(2), 3, 2).expect("other address");
-        assert_eq!(
-            Slot::acquire(&census, ip(3), 3, 2).err(),
-            Some(Refusal::Total)
-        );
-        drop(a1);
-        assert_eq!(census.total(), 2);
-        assert!(Slot::acquire(&census, ip(1), 3, 2).is_ok());
-    }
-
-    #[test]
-    fn client_key_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
-        let v6 = |s: &str| -> IpAddr { s.parse().expect("test address") };
-        let table = [
-            ("192.0.2.7", "192.0.2.7"),
-            ("::ffff:192.0.2.7", "192.0.2.7"),
-            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
-            ("2001:db8:1:2::1", "2001:db8:1:2::"),
-            ("2001:db8:1:3::1", "2001:db8:1:3::"),
-            ("::1", "::"),
-            ("fe80::1", "fe80::"),
-        ];
-        for (ip, key) in table {
-            assert_eq!(client_key(v6(ip)), v6(key), "{ip}");
-        }
-    }
-
-    #[test]
-    fn per_ip_cap_counts_one_ipv6_64_as_one_client() {
-        let census = Arc::new(Census::default());
-        let a: IpAddr = "2001:db8::1".parse().expect("addr");
-        let b: IpAddr = "2001:db8::2:3".parse().expect("addr");
-        let other: IpAddr = "2001:db8:0:1::1".parse().expect("addr");
-        let _a = Slot::acquire(&census, a, 10, 2).expect("first");
-        let _b = Slot::acquire(&census, b, 10, 2).expect("second, same /64");
-        let third: IpAddr = "2001:db8::ffff".parse().expect("addr");
-        assert_eq!(
-            Slot::acquire(&census, third, 10, 2).err(),
-            Some(Refusal::PerIp)
-        );
-        assert!(Slot::acquire(&census, other, 10, 2).is_ok(), "another /64");
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("addr");
-        let _m = Slot::acquire(&census, mapped, 10, 1).expect("mapped");
-        assert_eq!(
-            Slot::acquire(&census, ip(1), 10, 1).err(),
-            Some(Refusal::PerIp),
-            "a mapped address and its IPv4 are one client"
-        );
-    }
-
-    #[test]
-    fn dropping_every_slot_empties_the_census() {
-        let census = Arc::new(Census::default());
-        let slots: Vec<Slot> = (0..5)
-            .filter_map(|i| Slot::acquire(&census, ip(i), 10, 10).ok())
-            .collect();
-        assert_eq!(census.total(), 5);
-        drop(slots);
-        assert_eq!(census.total(), 0);
-        assert!(census.per_ip.lock().is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::io::{self, Read};
 
 /// A read buffer with a fixed capacity.
 #[derive(Debug)]
-pub struct ReadBuf {
+pub(crate) struct ReadBuf {
     data: Box<[u8]>,
     start: usize,
     end: usize,
@@ -16,7 +16,7 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     /// A buffer of `capacity` bytes.
-    pub fn new(capacity: usize) -> ReadBuf {
+    pub(crate) fn new(capacity: usize) -> ReadBuf {
         ReadBuf {
             data: vec![0; capacity.max(1)].into_boxed_slice(),
             start: 0,
@@ -25,27 +25,27 @@ impl ReadBuf {
     }
 
     /// The bytes read and not yet consumed.
-    pub fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
 
     /// How many bytes are unconsumed.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// True when no byte is unconsumed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// True when no more bytes fit, even after moving the unconsumed ones down.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.len() == self.data.len()
     }
 
     /// Marks the first `n` unconsumed bytes as used.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
@@ -55,7 +55,7 @@ impl ReadBuf {
 
     /// Replaces the contents with `bytes` (at most the capacity): how a parked
     /// exchange gives back the backend bytes it had not framed yet.
-    pub fn restore(&mut self, bytes: &[u8]) {
+    pub(crate) fn restore(&mut self, bytes: &[u8]) {
         let n = bytes.len().min(self.data.len());
         self.data[..n].copy_from_slice(&bytes[..n]);
         self.start = 0;
@@ -63,14 +63,14 @@ impl ReadBuf {
     }
 
     /// Forgets every byte.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
     }
 
     /// One `read` call into the free space after the unconsumed bytes (moved
     /// down first when the end is reached); `Ok(0)` is EOF or a full buffer.
-    pub fn read_once(&mut self, sock: &mut impl Read) -> io::Result<usize> {
+    pub(crate) fn read_once(&mut self, sock: &mut impl Read) -> io::Result<usize> {
         if self.end == self.data.len() && self.start > 0 {
             self.data.copy_within(self.start..self.end, 0);
             self.end -= self.start;

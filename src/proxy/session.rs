@@ -1,189 +1,165 @@
-//! The worker pool: a fixed number of threads that wait on the shared epoll set
-//! of parked connections (`park.rs`), drive the TLS handshake and read request
-//! heads without blocking, and run each exchange with the backend.
+//! A session: one client connection through its whole life, from accept to
+//! close. It is what the park set parks and the workers serve: the connection
+//! and the phase it is in, each phase with the data only it has (an exchange
+//! parked while a peer is not ready, what is left of a close).
 //!
-//! A connection whose handshake or head is not complete when its socket would
-//! block is parked again, and so is an exchange whose client is not ready (a
-//! request body not yet sent, a response not yet read) or whose backend has not
-//! answered yet: slow or silent peers never pin a worker. A
-//! panic while serving one connection is caught here; the connection is dropped
-//! (its slot given back by `Slot`'s `Drop`) and the worker goes on.
+//! [`serve`] drives a session as far as it goes without waiting: the TLS
+//! handshake, request heads read without blocking, each request routed and
+//! answered here (400, 404, 421, 503) or run as an exchange with its app; it
+//! parks the session again whenever the client or the backend is not ready,
+//! and closes it when it is done. See `src/LIFECYCLE.md`.
 
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::access_log::{AccessLog, Entry};
-use crate::config::ProxyConfig;
-use crate::conn::{
-    ClientConn, Fill, Handshake, MinRate, Phase, LINGER, LINGER_MAX_BYTES, READ_CHUNK_BYTES,
-};
 use crate::error::ProxyError;
-use crate::forward::{Exchange, Failure, Progress, Waiting};
 use crate::http1::{self, BodyFraming, Request};
-use crate::park::ParkSet;
-use crate::readbuf::ReadBuf;
+use crate::proxy::backend::Pool;
+use crate::proxy::client::{
+    ClientConn, Fill, Handshake, LINGER, LINGER_MAX_BYTES, READ_CHUNK_BYTES,
+};
+use crate::proxy::exchange::{Exchange, Failure, InFlight, Limits, Progress, Scratch};
+use crate::proxy::park::{ParkSet, Parked, Registration, Waiting};
 use crate::routes::{self, SharedRoutes};
 use crate::sys::Interest;
-use crate::upstream::Pool;
 
 /// Request bodies up to this size are read away when nexushub answers a request
 /// itself, so the connection can go on; larger ones close it instead.
-pub const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
-/// Size of each read from a backend while streaming a response.
-pub const BACKEND_READ_BYTES: usize = 64 * 1024;
+pub(crate) const DISCARD_BODY_MAX_BYTES: u64 = 64 * 1024;
 /// Most requests one connection has served in a row before it goes back to
 /// the park set (re-polled, so it is served again soon): a client pipelining
 /// requests that nexushub answers itself never waits on anyone else, and
 /// would otherwise hold its worker for as long as it keeps sending.
-pub const REQUESTS_PER_TURN: u32 = 16;
-/// Worker thread stack size.
-const WORKER_STACK_BYTES: usize = 256 * 1024;
-/// How long an idle worker waits on the park set before looking after the
-/// backend pool and the shutdown flag.
-const WAIT_TIMEOUT: Duration = Duration::from_millis(250);
-/// How often a worker closes the pool's expired idle backend connections.
-const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const REQUESTS_PER_TURN: u32 = 16;
 
-/// Every deadline and cap a worker applies, from `[proxy]`.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Whole request head, from its first byte.
-    pub head_timeout: Duration,
-    /// Keep-alive wait for the next request.
-    pub idle_timeout: Duration,
-    /// Connecting to a backend.
-    pub backend_connect_timeout: Duration,
-    /// Waiting for the backend's response head, and between its reads and writes.
-    pub backend_timeout: Duration,
-    /// Waiting for the client between reads of a request body and between writes of a response.
-    pub client_timeout: Duration,
-    /// Largest request head.
-    pub max_head_bytes: usize,
-    /// The slowest a client may be while we wait on it.
-    pub min_rate: MinRate,
+/// Where a session is, with what only that phase has.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// The TLS handshake is under way.
+    Handshake,
+    /// Between requests, no byte of the next one yet.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+    /// An exchange waits on a peer: a request body that has not arrived or a
+    /// response the client has not read, or its backend.
+    Exchange {
+        /// The exchange, boxed: it is parked and taken back by pointer.
+        exchange: Box<Exchange>,
+        /// When it was parked waiting on the client (for `ClientConn::waited`).
+        parked_at: Option<Instant>,
+    },
+    /// Closing after our last answer: its close_notify is not all out yet, or
+    /// what the client still sends is read away.
+    Closing {
+        /// How many more client bytes may be read away (0: none).
+        linger_left: usize,
+        /// Our FIN is sent.
+        fin_sent: bool,
+    },
 }
 
-impl Limits {
-    /// The limits of a `[proxy]` section.
-    pub fn from_config(p: &ProxyConfig) -> Limits {
-        Limits {
-            head_timeout: p.head_timeout,
-            idle_timeout: p.idle_timeout,
-            backend_connect_timeout: p.backend_connect_timeout,
-            backend_timeout: p.backend_timeout,
-            client_timeout: p.client_timeout,
-            max_head_bytes: p.max_head_bytes,
-            min_rate: MinRate {
-                bytes_per_sec: p.min_data_rate,
-                grace: p.min_data_rate_grace,
+/// One client connection through its life: what the park set parks.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The connection.
+    pub(crate) conn: ClientConn,
+    /// Where it is.
+    pub(crate) phase: Phase,
+}
+
+impl Session {
+    /// A session for a connection just accepted: its handshake comes first.
+    pub(crate) fn new(conn: ClientConn) -> Session {
+        Session {
+            conn,
+            phase: Phase::Handshake,
+        }
+    }
+}
+
+impl Parked for Session {
+    fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)> {
+        match waiting {
+            Waiting::Client(_) => Some((self.conn.sock.as_raw_fd(), &mut self.conn.registration)),
+            Waiting::Backend(_) => match &mut self.phase {
+                Phase::Exchange { exchange, .. } => {
+                    let be = exchange.backend_mut()?;
+                    Some((be.sock.as_raw_fd(), &mut be.registration))
+                }
+                _ => None,
             },
         }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.conn.deadline
+    }
+
+    fn note_hangup(&mut self, token: u64) {
+        if self
+            .conn
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.token() == token)
+        {
+            self.conn.hangup = true;
+        } else if let Phase::Exchange { exchange, .. } = &mut self.phase {
+            if let Some(be) = exchange.backend_mut() {
+                be.hangup = true;
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        matches!(self.phase, Phase::Exchange { .. })
+    }
+
+    fn take_repoll(&mut self) -> bool {
+        std::mem::take(&mut self.conn.repoll)
+    }
+
+    fn close(self: Box<Self>) {
+        self.conn.close();
+    }
+
+    fn abort(self: Box<Self>) {
+        self.conn.abort();
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.conn.peer
     }
 }
 
 /// What every worker shares.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Deadlines and caps.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The route map.
-    pub routes: SharedRoutes,
-    /// Where connections wait, and where idle workers wait for them.
-    pub parked: Arc<ParkSet>,
+    pub(crate) routes: SharedRoutes,
+    /// Where sessions wait, and where idle workers wait for them.
+    pub(crate) parked: Arc<ParkSet<Session>>,
     /// The access log.
-    pub access: Arc<AccessLog>,
+    pub(crate) access: Arc<AccessLog>,
     /// Requests being served right now (for a graceful shutdown).
-    pub in_flight: Arc<AtomicUsize>,
+    pub(crate) in_flight: Arc<AtomicUsize>,
     /// Set when shutting down: answer with `Connection: close`, park nothing.
-    pub closing: Arc<AtomicBool>,
+    pub(crate) closing: Arc<AtomicBool>,
     /// Idle backend connections, shared by the workers.
-    pub pool: Arc<Pool>,
-}
-
-/// One worker's own buffers (and a handle on the shared backend pool), reused
-/// across requests.
-#[derive(Debug)]
-pub struct WorkerState {
-    /// Idle backend connections (shared).
-    pub pool: Arc<Pool>,
-    /// Bytes read from the backend.
-    pub rbuf: ReadBuf,
-    /// Bytes on their way out (to the backend or the client).
-    pub out: Vec<u8>,
-}
-
-impl WorkerState {
-    fn new(pool: Arc<Pool>) -> WorkerState {
-        WorkerState {
-            pool,
-            rbuf: ReadBuf::new(BACKEND_READ_BYTES),
-            out: Vec::with_capacity(BACKEND_READ_BYTES * 2),
-        }
-    }
-}
-
-/// The most workers that help: one per core (at least the default's 2). A
-/// worker never waits on a client, a backend or a file, so it is busy whenever
-/// it runs; more of them than cores only take turns on the same cores, and all
-/// wait on one epoll set, where each event wakes the one asleep longest
-/// (cache-cold): measured on 2 cores, 64 workers served 0.56 to 0.84 times
-/// the requests/s of 2, at 1.4 to 2.2 times the CPU per request.
-pub fn useful_workers() -> usize {
-    let cores = thread::available_parallelism().map_or(usize::MAX, |n| n.get());
-    cores.max(crate::config::DEFAULT_WORKERS_RANGE.0)
-}
-
-/// Starts `n` workers serving the connections parked in `shared.parked`.
-pub fn spawn(n: usize, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..n)
-        .map(|i| {
-            let shared = shared.clone();
-            thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || run(shared))
-        })
-        .collect()
-}
-
-/// A worker's loop. It ends once shutdown has begun and nothing is parked (the
-/// last exchanges finished).
-fn run(shared: Arc<Shared>) {
-    let mut state = WorkerState::new(Arc::clone(&shared.pool));
-    let mut last_sweep = Instant::now();
-    loop {
-        match shared.parked.wait(WAIT_TIMEOUT) {
-            Some(conn) => {
-                let peer = conn.peer;
-                let res = catch_unwind(AssertUnwindSafe(|| serve(conn, &shared, &mut state)));
-                if res.is_err() {
-                    log::error!(
-                        "{peer}: worker panicked while serving this connection; it was closed"
-                    );
-                    state = WorkerState::new(Arc::clone(&shared.pool));
-                }
-            }
-            None => {
-                if shared.parked.is_closing() && shared.parked.is_empty() {
-                    return;
-                }
-            }
-        }
-        if last_sweep.elapsed() >= POOL_SWEEP_INTERVAL {
-            state.pool.sweep();
-            last_sweep = Instant::now();
-        }
-    }
+    pub(crate) pool: Arc<Pool>,
 }
 
 /// An exchange whose client let its deadline pass while parked: logged, and the
 /// connection dropped (its response, if one was under way, cut short).
-pub fn expire(mut conn: Box<ClientConn>, access: &AccessLog) {
-    if let Some(ex) = conn.exchange.take() {
+pub(crate) fn expire(s: Box<Session>, access: &AccessLog) {
+    let Session { conn, phase } = *s;
+    if let Phase::Exchange { exchange: ex, .. } = phase {
         let (status, bytes) = ex.sent();
         let what = if status == 0 {
             "sending the request body"
@@ -212,7 +188,7 @@ pub fn expire(mut conn: Box<ClientConn>, access: &AccessLog) {
     conn.abort();
 }
 
-/// What happens to the connection after a request.
+/// What happens to the session after a request.
 enum Next {
     /// Read the next request.
     KeepAlive,
@@ -220,63 +196,73 @@ enum Next {
     Close { linger: bool },
     /// Drop without close_notify (a response was cut short, or the client failed).
     Abort,
-    /// The exchange (in `conn.exchange`) waits for this.
+    /// The exchange (in `Phase::Exchange`) waits for this.
     Park(Waiting),
 }
 
-/// Serves a connection until it would block (then parks it) or ends.
-fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
+/// Serves a session until it would block (then parks it) or ends.
+pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
     // Set after a response, when the socket is known to be drained.
     let mut drained = false;
-    if let Some(ex) = conn.exchange.take() {
-        if let Some(at) = conn.parked_at.take() {
-            conn.waited += at.elapsed();
+    match std::mem::replace(&mut s.phase, Phase::Idle) {
+        Phase::Exchange {
+            exchange,
+            parked_at,
+        } => {
+            if let Some(at) = parked_at {
+                s.conn.waited += at.elapsed();
+            }
+            let next = drive(&mut s, *exchange, sh, st);
+            let Some(back) = carry_on(s, next, sh) else {
+                return;
+            };
+            s = back;
+            drained = true;
         }
-        let next = drive(&mut conn, *ex, sh, st);
-        let Some(c) = carry_on(conn, next, sh) else {
-            return;
-        };
-        conn = c;
-        drained = true;
-    }
-    if conn.phase == Phase::Closing {
-        return closing(conn, sh);
-    }
-    if conn.phase == Phase::Handshake {
-        match conn.drive_handshake() {
+        Phase::Closing {
+            linger_left,
+            fin_sent,
+        } => return closing(s, linger_left, fin_sent, sh),
+        Phase::Handshake => match s.conn.drive_handshake() {
             Ok(Handshake::Done) => {
-                conn.phase = Phase::Idle;
-                conn.deadline = Instant::now() + sh.limits.idle_timeout;
+                s.conn.deadline = Instant::now() + sh.limits.idle_timeout;
             }
-            Ok(Handshake::NeedRead) => return sh.parked.park(conn, Interest::Read),
-            Ok(Handshake::NeedWrite) => return sh.parked.park(conn, Interest::Write),
+            Ok(Handshake::NeedRead) => {
+                s.phase = Phase::Handshake;
+                return sh.parked.park(s, Interest::Read);
+            }
+            Ok(Handshake::NeedWrite) => {
+                s.phase = Phase::Handshake;
+                return sh.parked.park(s, Interest::Write);
+            }
             Err(e) => {
-                log::info!("{}: TLS handshake failed: {e}", conn.peer);
-                return conn.abort();
+                log::info!("{}: TLS handshake failed: {e}", s.conn.peer);
+                return s.abort();
             }
-        }
+        },
+        other => s.phase = other,
     }
     let max_head = sh.limits.max_head_bytes;
     let mut served = 0u32;
     loop {
-        if conn.tls.wants_write() {
+        if s.conn.tls.wants_write() {
             // Answers a pipelining client has not read yet: wait for it to
             // before answering more, so what rustls holds stays bounded.
-            match conn.flush_nonblocking() {
+            match s.conn.flush_nonblocking() {
                 Ok(true) => {}
                 Ok(false) => {
-                    conn.deadline = Instant::now() + sh.limits.client_timeout;
+                    s.conn.deadline = Instant::now() + sh.limits.client_timeout;
                     // As at the end of a turn below.
-                    conn.unread = true;
-                    return sh.parked.park(conn, Interest::Write);
+                    s.conn.unread = true;
+                    return sh.parked.park(s, Interest::Write);
                 }
                 Err(e) => {
-                    log::info!("{}: connection failed: {e}", conn.peer);
-                    return conn.abort();
+                    log::info!("{}: connection failed: {e}", s.conn.peer);
+                    return s.abort();
                 }
             }
         }
-        match http1::parse_request(&conn.buf, max_head) {
+        match http1::parse_request(&s.conn.buf, max_head) {
             Ok(Some(_)) if served >= REQUESTS_PER_TURN => {
                 // Its turn is over. Parked for a write, re-polled: a socket
                 // with room to write is ready at once, so it comes back as
@@ -288,19 +274,19 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                 // The event that brings it back may be the one that said more
                 // bytes came (it reports both): after this turn, read the
                 // socket before parking idle rather than trust an old read.
-                conn.unread = true;
-                conn.repoll = true;
-                return sh.parked.park(conn, Interest::Write);
+                s.conn.unread = true;
+                s.conn.repoll = true;
+                return sh.parked.park(s, Interest::Write);
             }
             Ok(Some(req)) => {
                 served += 1;
-                conn.buf.drain(..req.head_len);
-                conn.requests += 1;
-                let next = handle(&mut conn, req, sh, st);
-                let Some(c) = carry_on(conn, next, sh) else {
+                s.conn.buf.drain(..req.head_len);
+                s.conn.requests += 1;
+                let next = handle(&mut s, req, sh, st);
+                let Some(back) = carry_on(s, next, sh) else {
                     return;
                 };
-                conn = c;
+                s = back;
                 drained = true;
             }
             Ok(None) => {
@@ -315,79 +301,80 @@ fn serve(mut conn: Box<ClientConn>, sh: &Shared, st: &mut WorkerState) {
                 // one connection.)
                 if drained {
                     drained = false;
-                    if conn.buf.is_empty()
-                        && !conn.unread
-                        && !conn.hangup
+                    if s.conn.buf.is_empty()
+                        && !s.conn.unread
+                        && !s.conn.hangup
                         && !sh.closing.load(Ordering::Relaxed)
                     {
-                        conn.trim_idle();
-                        return sh.parked.park(conn, Interest::Read);
+                        s.conn.trim_idle();
+                        return sh.parked.park(s, Interest::Read);
                     }
                 }
-                match conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
+                match s.conn.fill_nonblocking(max_head + READ_CHUNK_BYTES) {
                     Ok(Fill::Progress) => {
-                        if conn.phase != Phase::Head && !conn.buf.is_empty() {
-                            conn.phase = Phase::Head;
-                            conn.deadline = Instant::now() + sh.limits.head_timeout;
+                        if !matches!(s.phase, Phase::Head) && !s.conn.buf.is_empty() {
+                            s.phase = Phase::Head;
+                            s.conn.deadline = Instant::now() + sh.limits.head_timeout;
                         }
                     }
                     Ok(Fill::WouldBlock) => {
-                        if conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
-                            return conn.close();
+                        if s.conn.buf.is_empty() && sh.closing.load(Ordering::Relaxed) {
+                            return s.close();
                         }
-                        if conn.phase != Phase::Head && !conn.buf.is_empty() {
-                            conn.phase = Phase::Head;
-                            conn.deadline = Instant::now() + sh.limits.head_timeout;
+                        if !matches!(s.phase, Phase::Head) && !s.conn.buf.is_empty() {
+                            s.phase = Phase::Head;
+                            s.conn.deadline = Instant::now() + sh.limits.head_timeout;
                         }
-                        if conn.buf.is_empty() {
-                            conn.trim_idle();
+                        if s.conn.buf.is_empty() {
+                            s.conn.trim_idle();
                         }
-                        return sh.parked.park(conn, Interest::Read);
+                        return sh.parked.park(s, Interest::Read);
                     }
                     Ok(Fill::Eof) => {
-                        if !conn.buf.is_empty() {
-                            log::info!("{}: closed in the middle of a request head", conn.peer);
+                        if !s.conn.buf.is_empty() {
+                            log::info!("{}: closed in the middle of a request head", s.conn.peer);
                         }
-                        return conn.close();
+                        return s.close();
                     }
                     Err(e) => {
-                        log::info!("{}: connection failed: {e}", conn.peer);
-                        return conn.abort();
+                        log::info!("{}: connection failed: {e}", s.conn.peer);
+                        return s.abort();
                     }
                 }
             }
             Err(e) => {
-                log::info!("{}: bad request: {}", conn.peer, e.reason());
+                log::info!("{}: bad request: {}", s.conn.peer, e.reason());
                 let err = ProxyError::Request(e);
                 let started = Instant::now();
-                let (status, _) = answer(&mut conn, &err, None, false);
-                log_access(sh, conn.peer, None, status, started, "-");
-                return close(conn, true, sh);
+                let (status, _) = answer(&mut s.conn, &err, None, false);
+                log_access(sh, s.conn.peer, None, status, started, "-");
+                return close(s, true, sh);
             }
         }
     }
 }
 
-/// Does what the end of a request decided: the connection back when it carries
+/// Does what the end of a request decided: the session back when it carries
 /// on (idle, waiting for the next request), else closed, dropped or parked.
-fn carry_on(mut conn: Box<ClientConn>, next: Next, sh: &Shared) -> Option<Box<ClientConn>> {
+fn carry_on(mut s: Box<Session>, next: Next, sh: &Shared) -> Option<Box<Session>> {
     match next {
         Next::KeepAlive => {
-            conn.phase = Phase::Idle;
-            conn.deadline = Instant::now() + sh.limits.idle_timeout;
-            return Some(conn);
+            s.phase = Phase::Idle;
+            s.conn.deadline = Instant::now() + sh.limits.idle_timeout;
+            return Some(s);
         }
-        Next::Close { linger } => close(conn, linger, sh),
-        Next::Abort => conn.abort(),
-        Next::Park(waiting) => sh.parked.park_exchange(conn, waiting),
+        Next::Close { linger } => close(s, linger, sh),
+        Next::Abort => s.abort(),
+        Next::Park(waiting) => sh.parked.park_on(s, waiting),
     }
     None
 }
 
 /// Routes and serves one request whose head is complete.
-fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState) -> Next {
+fn handle(s: &mut Session, req: Request, sh: &Shared, st: &mut Scratch) -> Next {
     let started = Instant::now();
     let in_flight = InFlight::enter(&sh.in_flight);
+    let conn = &mut s.conn;
     conn.waited = Duration::ZERO;
     if let Some(sni) = &conn.sni {
         if *sni != req.host {
@@ -421,29 +408,33 @@ fn handle(conn: &mut ClientConn, req: Request, sh: &Shared, st: &mut WorkerState
         in_flight,
         InFlight::enter(&route.in_flight),
     );
-    drive(conn, ex, sh, st)
+    drive(s, ex, sh, st)
 }
 
-/// Runs an exchange as far as it goes and decides what the connection does next.
-fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerState) -> Next {
+/// Runs an exchange as far as it goes and decides what the session does next.
+fn drive(s: &mut Session, mut ex: Exchange, sh: &Shared, st: &mut Scratch) -> Next {
     let closing = sh.closing.load(Ordering::Relaxed);
+    let conn = &mut s.conn;
     match ex.run(conn, &sh.limits, st, closing) {
         Progress::Blocked(waiting) => {
-            match waiting {
+            let parked_at = match waiting {
                 Waiting::Client(_) => {
                     let moved = ex.moved(conn);
                     conn.deadline =
                         conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
-                    conn.parked_at = Some(Instant::now());
+                    Some(Instant::now())
                 }
                 Waiting::Backend(_) => {
                     conn.deadline = ex
                         .backend_deadline()
                         .unwrap_or_else(|| Instant::now() + sh.limits.backend_timeout);
+                    None
                 }
-            }
-            conn.phase = Phase::Exchange;
-            conn.exchange = Some(Box::new(ex));
+            };
+            s.phase = Phase::Exchange {
+                exchange: Box::new(ex),
+                parked_at,
+            };
             Next::Park(waiting)
         }
         Progress::Done(done) => {
@@ -480,12 +471,12 @@ fn drive(conn: &mut ClientConn, mut ex: Exchange, sh: &Shared, st: &mut WorkerSt
             }
         }
         Progress::Failed(Failure::Abort {
-            reason,
+            cause,
             status,
             body_bytes,
         }) => {
             let req = &ex.req;
-            log::warn!("{} {} {}: {reason}", conn.peer, req.host, req.target);
+            log::warn!("{} {} {}: {cause}", conn.peer, req.host, req.target);
             log_access(
                 sh,
                 conn.peer,
@@ -599,33 +590,42 @@ fn answer(
 /// (`linger`: unread bytes at close make the kernel send a reset, which can
 /// destroy the answer before the client reads it), is parked in
 /// `Phase::Closing` to finish, for at most [`LINGER`] once our FIN is out.
-fn close(mut conn: Box<ClientConn>, linger: bool, sh: &Shared) {
-    conn.tls.send_close_notify();
-    conn.phase = Phase::Closing;
-    conn.exchange = None;
-    conn.linger_left = if linger { LINGER_MAX_BYTES } else { 0 };
-    conn.deadline = Instant::now() + sh.limits.client_timeout;
-    closing(conn, sh);
+fn close(mut s: Box<Session>, linger: bool, sh: &Shared) {
+    s.conn.tls.send_close_notify();
+    s.conn.deadline = Instant::now() + sh.limits.client_timeout;
+    let linger_left = if linger { LINGER_MAX_BYTES } else { 0 };
+    closing(s, linger_left, false, sh);
 }
 
-/// Goes on closing a connection in `Phase::Closing` as far as it goes without
-/// waiting; parks it when the client is not ready, drops it when done.
-fn closing(mut conn: Box<ClientConn>, sh: &Shared) {
-    match conn.flush_nonblocking() {
+/// Goes on closing a session (what `Phase::Closing` holds, passed in) as far
+/// as it goes without waiting; parks it when the client is not ready, drops it
+/// when done.
+fn closing(mut s: Box<Session>, mut linger_left: usize, mut fin_sent: bool, sh: &Shared) {
+    match s.conn.flush_nonblocking() {
         Ok(true) => {}
-        Ok(false) => return sh.parked.park(conn, Interest::Write),
+        Ok(false) => {
+            s.phase = Phase::Closing {
+                linger_left,
+                fin_sent,
+            };
+            return sh.parked.park(s, Interest::Write);
+        }
         Err(e) => {
-            log::debug!("{}: connection failed while closing: {e}", conn.peer);
-            return conn.abort();
+            log::debug!("{}: connection failed while closing: {e}", s.conn.peer);
+            return s.abort();
         }
     }
-    if !conn.fin_sent {
-        let _ = conn.sock.shutdown(std::net::Shutdown::Write);
-        conn.fin_sent = true;
-        conn.deadline = conn.deadline.min(Instant::now() + LINGER);
+    if !fin_sent {
+        let _ = s.conn.sock.shutdown(std::net::Shutdown::Write);
+        fin_sent = true;
+        s.conn.deadline = s.conn.deadline.min(Instant::now() + LINGER);
     }
-    if conn.linger_left > 0 && conn.read_away() {
-        sh.parked.park(conn, Interest::Read);
+    if linger_left > 0 && s.conn.read_away(&mut linger_left) {
+        s.phase = Phase::Closing {
+            linger_left,
+            fin_sent,
+        };
+        sh.parked.park(s, Interest::Read);
     }
 }
 
@@ -650,23 +650,4 @@ fn log_access(
         duration: started.elapsed(),
         app,
     });
-}
-
-/// Counts a request in flight for as long as it lives (it moves with a parked
-/// exchange).
-#[derive(Debug)]
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    /// Counts one more in `count` until dropped.
-    pub fn enter(count: &Arc<AtomicUsize>) -> InFlight {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
