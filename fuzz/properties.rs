@@ -976,6 +976,8 @@ fn write_config(cfg: &Config) -> String {
         backend_timeout,
         backend_idle_timeout,
         client_timeout,
+        tunnel_idle_timeout,
+        tunnel_drain_timeout,
         shutdown_grace,
         max_head_bytes,
         max_connections,
@@ -998,6 +1000,11 @@ fn write_config(cfg: &Config) -> String {
     put("backend_timeout", &secs(*backend_timeout));
     put("backend_idle_timeout", &secs(*backend_idle_timeout));
     put("client_timeout", &secs(*client_timeout));
+    match tunnel_idle_timeout {
+        Some(d) => put("tunnel_idle_timeout", &secs(*d)),
+        None => put("tunnel_idle_timeout", &"0"),
+    }
+    put("tunnel_drain_timeout", &secs(*tunnel_drain_timeout));
     put("shutdown_grace", &secs(*shutdown_grace));
     put("max_head_bytes", max_head_bytes);
     put("max_connections", max_connections);
