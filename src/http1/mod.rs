@@ -66,10 +66,10 @@ pub use request::{
     BodyFraming, Request, RequestError,
 };
 pub use response::{
-    client_framing, parse_response, write_client_response_head, write_client_switch_head,
-    ClientFraming, Response, ResponseBody, ResponseError,
+    client_framing, parse_response, switch_protocols, write_client_response_head,
+    write_client_switch_head, ClientFraming, Response, ResponseBody, ResponseError,
 };
-pub use upgrade::{switch_protocols, Upgrade};
+pub use upgrade::Upgrade;
 pub use version::Version;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::digits::push_decimal;
 use super::head::{self, HeadError, MAX_HEADERS};
 use super::headers::{self, FieldError};
 use super::local::reason_phrase;
+use super::request::Request;
 use super::upgrade::{self, Upgrade};
 use super::version::Version;
 
@@ -53,7 +54,7 @@ pub struct Response {
     /// What a `101` switches to: set only for an HTTP/1.1 101 whose `Upgrade` names
     /// exactly `websocket` and whose `Connection` lists `upgrade` (both dropped from
     /// `headers` like any hop-by-hop field). Whether that opens a tunnel depends on
-    /// the request too: [`super::switch_protocols`].
+    /// the request too: [`switch_protocols`].
     pub upgrade: Option<Upgrade>,
     /// Bytes of the buffer the head used, final CRLF CRLF included.
     pub head_len: usize,
@@ -61,7 +62,7 @@ pub struct Response {
 
 impl Response {
     /// A 1xx interim response: the caller skips it, but for a 101, which either
-    /// opens a tunnel or is an error ([`super::switch_protocols`]).
+    /// opens a tunnel or is an error ([`switch_protocols`]).
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)
     }
@@ -278,6 +279,29 @@ pub fn parse_response(
     }))
 }
 
+/// What a backend's response head means for `req`, which the caller forwarded with
+/// [`super::write_backend_upgrade_request`]:
+/// - `Ok(None)`: not a 101, an ordinary response (or a 1xx to skip); no tunnel.
+/// - `Ok(Some(upgrade))`: a 101 switching to what the request asked for: send
+///   [`write_client_switch_head`], then tunnel, starting with the bytes that
+///   followed each head.
+/// - `Err`: a 101 the request did not ask for ([`ResponseError::UnexpectedUpgrade`])
+///   or to something else ([`ResponseError::UpgradeMismatch`]): a 502, and the
+///   backend connection is not reused.
+///
+/// A request forwarded with [`super::write_backend_request`] asked for nothing,
+/// whatever its `upgrade`: its caller treats any 101 as `UnexpectedUpgrade`.
+pub fn switch_protocols(req: &Request, resp: &Response) -> Result<Option<Upgrade>, ResponseError> {
+    if resp.status != 101 {
+        return Ok(None);
+    }
+    match (req.upgrade, resp.upgrade) {
+        (None, _) => Err(ResponseError::UnexpectedUpgrade),
+        (Some(asked), Some(switched)) if asked == switched => Ok(Some(switched)),
+        (Some(_), _) => Err(ResponseError::UpgradeMismatch),
+    }
+}
+
 /// How the body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
@@ -340,7 +364,7 @@ pub fn write_client_response_head(
 }
 
 /// Writes the `101 Switching Protocols` head that opens a tunnel to `upgrade` (as
-/// [`super::switch_protocols`] decided): the status line as for any response, the
+/// [`switch_protocols`] decided): the status line as for any response, the
 /// kept fields as the app sent them (`Sec-WebSocket-*` among them), then
 /// `Upgrade: websocket` and `Connection: upgrade`. No framing field: after the
 /// empty line the bytes are the new protocol's.

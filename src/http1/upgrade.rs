@@ -1,5 +1,6 @@
 //! Protocol upgrades (RFC 9110 §7.8): which client requests may open a tunnel, and
-//! what a backend's `101 Switching Protocols` means for such a request.
+//! which backend `101 Switching Protocols` agree to one (the verdict on a pair is
+//! [`super::switch_protocols`], next to the response parser).
 //!
 //! Only WebSocket (RFC 6455) is ever tunnelled. [`Upgrade`] has that one variant, so
 //! no other protocol can be switched to by accident: `h2c` above all, which would
@@ -21,8 +22,6 @@
 //! send it, and the app answers it as such (usually 400 or 426).
 
 use super::headers::{self, FieldSummary};
-use super::request::Request;
-use super::response::{Response, ResponseError};
 use super::version::Version;
 
 /// A protocol nexushub tunnels after a `101 Switching Protocols`.
@@ -112,29 +111,6 @@ pub(crate) fn offered(
     match protocols(fields)?.as_slice() {
         [one] => Upgrade::from_token(one),
         _ => None,
-    }
-}
-
-/// What a backend's response head means for `req`, which the caller forwarded with
-/// [`super::write_backend_upgrade_request`]:
-/// - `Ok(None)`: not a 101, an ordinary response (or a 1xx to skip); no tunnel.
-/// - `Ok(Some(upgrade))`: a 101 switching to what the request asked for: send
-///   [`super::write_client_switch_head`], then tunnel, starting with the bytes that
-///   followed each head.
-/// - `Err`: a 101 the request did not ask for ([`ResponseError::UnexpectedUpgrade`])
-///   or to something else ([`ResponseError::UpgradeMismatch`]): a 502, and the
-///   backend connection is not reused.
-///
-/// A request forwarded with [`super::write_backend_request`] asked for nothing,
-/// whatever its `upgrade`: its caller treats any 101 as `UnexpectedUpgrade`.
-pub fn switch_protocols(req: &Request, resp: &Response) -> Result<Option<Upgrade>, ResponseError> {
-    if resp.status != 101 {
-        return Ok(None);
-    }
-    match (req.upgrade, resp.upgrade) {
-        (None, _) => Err(ResponseError::UnexpectedUpgrade),
-        (Some(asked), Some(switched)) if asked == switched => Ok(Some(switched)),
-        (Some(_), _) => Err(ResponseError::UpgradeMismatch),
     }
 }
 
