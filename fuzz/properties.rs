@@ -24,10 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nexushub::config::{self, AccessLog, AppConfig, AppRun, Config, ProxyConfig};
 use nexushub::host;
 use nexushub::http1::{
-    self, client_framing, parse_request_lenient, reason_phrase, write_backend_request,
-    write_chunk_header, write_client_response_head, BodyFraming, ChunkError, ChunkedDecoder,
-    ClientFraming, Progress, Request, RequestError, Response, ResponseBody, ResponseError, Version,
-    CHUNK_END, LAST_CHUNK,
+    self, client_framing, parse_request_lenient, reason_phrase, switch_protocols,
+    write_backend_request, write_backend_upgrade_request, write_chunk_header,
+    write_client_response_head, write_client_switch_head, BodyFraming, ChunkError, ChunkedDecoder,
+    ClientFraming, Progress, Request, RequestError, Response, ResponseBody, ResponseError, Upgrade,
+    Version, CHUNK_END, LAST_CHUNK,
 };
 use nexushub::{time, x509};
 
@@ -249,6 +250,59 @@ fn check_accepted_request(buf: &[u8], req: &Request) {
     let mut twice = Vec::new();
     write_backend_request(&mut twice, &again, ip);
     assert_eq!(twice, out);
+
+    // A forwarded plain request never carries Upgrade (nor Connection).
+    assert!(wire.all("upgrade").is_empty(), "{:?}", wire.fields);
+    assert!(wire.all("connection").is_empty(), "{:?}", wire.fields);
+    assert_eq!(again.upgrade, None);
+    check_upgrade_request(head, req, &out, ip);
+}
+
+/// A request is an upgrade exactly when all the conditions hold, read here from the
+/// input head on their own: `GET`, HTTP/1.1, no body, `Connection` lists `upgrade`,
+/// `Upgrade` a well-formed list naming `websocket`. Only websocket is ever
+/// tunnelled: the upgrade writer adds `Upgrade: websocket` and `Connection: upgrade`
+/// to the plain request and nothing else, and the plain bytes when no upgrade.
+fn check_upgrade_request(head: &[u8], req: &Request, plain: &[u8], ip: IpAddr) {
+    let (start_line, fields) = input_head(head);
+    let asks = start_line.starts_with("GET ")
+        && start_line.ends_with(" HTTP/1.1")
+        && !req.has_body()
+        && lists(&fields, "connection", "upgrade")
+        && protocols(&fields)
+            .is_some_and(|list| list.iter().any(|p| p.eq_ignore_ascii_case("websocket")));
+    let expected = asks.then_some(Upgrade::WebSocket);
+    assert_eq!(req.upgrade, expected, "{start_line:?} {fields:?}");
+
+    let mut out = Vec::new();
+    write_backend_upgrade_request(&mut out, req, ip);
+    if req.upgrade.is_none() {
+        assert_eq!(out, plain, "the upgrade writer changed a plain request");
+        return;
+    }
+    let wire = check_wire_head(&out);
+    assert_eq!(wire.all("upgrade"), ["websocket"]);
+    assert_eq!(wire.all("connection"), ["upgrade"]);
+    let others: Vec<_> = wire
+        .fields
+        .iter()
+        .filter(|(n, _)| {
+            !n.eq_ignore_ascii_case("upgrade") && !n.eq_ignore_ascii_case("connection")
+        })
+        .copied()
+        .collect();
+    assert_eq!(others, check_wire_head(plain).fields);
+    let again = match http1::parse_request(&out, out.len()) {
+        Ok(Some(again)) => again,
+        other => panic!("re-parse of {:?}: {other:?}", String::from_utf8_lossy(&out)),
+    };
+    assert_eq!(
+        (&again.headers, again.body, again.upgrade),
+        (&req.headers, req.body, req.upgrade)
+    );
+    let mut twice = Vec::new();
+    write_backend_upgrade_request(&mut twice, &again, ip);
+    assert_eq!(twice, out);
 }
 
 /// Fields the parser must never keep for the backend: hop-by-hop, framing,
@@ -378,6 +432,7 @@ fn check_response(buf: &[u8]) -> Option<Response> {
         }
         Ok(Some(resp)) => {
             assert!(resp.head_len > 0 && resp.head_len <= buf.len().min(HEAD_CAP_BYTES));
+            check_switch(&buf[..resp.head_len], &resp);
             check_accepted_response(&resp, false);
             if let Ok(Some(head)) = &to_head {
                 check_accepted_response(head, true);
@@ -422,6 +477,68 @@ fn check_accepted_response(resp: &Response, request_was_head: bool) {
         for keep_alive in [false, true] {
             check_client_head(resp, framing, client, keep_alive, request_was_head);
         }
+    }
+}
+
+/// Requests a response is checked against: plain, WebSocket, and h2c (never tunnelled).
+const SWITCH_REQUESTS: [&[u8]; 3] = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+];
+
+/// A 101 opens a tunnel only when the request asked for websocket and the response
+/// agrees (read here from the input head on its own: HTTP/1.1, `Connection` lists
+/// `upgrade`, `Upgrade` is `websocket` alone); any other 101 is an error, anything
+/// but a 101 an ordinary response. The 101 written for a tunnel is clean, carries
+/// the app's fields, `Upgrade: websocket` and `Connection: upgrade`, and no framing.
+fn check_switch(head: &[u8], resp: &Response) {
+    let (start_line, fields) = input_head(head);
+    let agrees = resp.status == 101
+        && start_line.starts_with("HTTP/1.1 ")
+        && lists(&fields, "connection", "upgrade")
+        && protocols(&fields).is_some_and(
+            |list| matches!(list.as_slice(), [one] if one.eq_ignore_ascii_case("websocket")),
+        );
+    assert_eq!(resp.upgrade.is_some(), agrees, "{start_line:?} {fields:?}");
+    for raw in SWITCH_REQUESTS {
+        let Ok(Some(req)) = http1::parse_request(raw, HEAD_CAP_BYTES) else {
+            panic!("switch request {:?} refused", String::from_utf8_lossy(raw));
+        };
+        let verdict = switch_protocols(&req, resp);
+        let expected = match (resp.status, req.upgrade) {
+            (101, None) => Err(ResponseError::UnexpectedUpgrade),
+            (101, Some(Upgrade::WebSocket)) if agrees => Ok(Some(Upgrade::WebSocket)),
+            (101, Some(_)) => Err(ResponseError::UpgradeMismatch),
+            _ => Ok(None),
+        };
+        assert_eq!(verdict, expected, "{:?}", String::from_utf8_lossy(raw));
+        let Ok(Some(upgrade)) = verdict else {
+            continue;
+        };
+        let mut out = Vec::new();
+        write_client_switch_head(&mut out, resp, upgrade);
+        let wire = check_wire_head(&out);
+        let reason = if resp.reason.is_empty() {
+            reason_phrase(101)
+        } else {
+            resp.reason.as_str()
+        };
+        assert_eq!(wire.start_line, format!("HTTP/1.1 101 {reason}"));
+        let n = resp.headers.len();
+        assert_eq!(wire.fields.len(), n + 2, "{:?}", wire.fields);
+        assert!(
+            same_fields(&wire.fields[..n], &resp.headers),
+            "{:?}",
+            wire.fields
+        );
+        assert_eq!(
+            wire.fields[n..],
+            [
+                ("Upgrade", &b"websocket"[..]),
+                ("Connection", &b"upgrade"[..])
+            ]
+        );
     }
 }
 
@@ -859,6 +976,8 @@ fn write_config(cfg: &Config) -> String {
         backend_timeout,
         backend_idle_timeout,
         client_timeout,
+        tunnel_idle_timeout,
+        tunnel_drain_timeout,
         shutdown_grace,
         max_head_bytes,
         max_connections,
@@ -881,6 +1000,11 @@ fn write_config(cfg: &Config) -> String {
     put("backend_timeout", &secs(*backend_timeout));
     put("backend_idle_timeout", &secs(*backend_idle_timeout));
     put("client_timeout", &secs(*client_timeout));
+    match tunnel_idle_timeout {
+        Some(d) => put("tunnel_idle_timeout", &secs(*d)),
+        None => put("tunnel_idle_timeout", &"0"),
+    }
+    put("tunnel_drain_timeout", &secs(*tunnel_drain_timeout));
     put("shutdown_grace", &secs(*shutdown_grace));
     put("max_head_bytes", max_head_bytes);
     put("max_connections", max_connections);
@@ -1166,6 +1290,79 @@ fn check_wire_head(out: &[u8]) -> WireHead<'_> {
         "both Content-Length and Transfer-Encoding: {text:?}"
     );
     head
+}
+
+/// The start line and fields of an accepted input head (CRLF line ends, no obs-fold,
+/// maybe empty lines first), values trimmed of SP and HTAB: read without the parser
+/// under test.
+fn input_head(head: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
+    let mut head = head.strip_suffix(b"\r\n\r\n").unwrap_or(head);
+    while let Some(rest) = head.strip_prefix(b"\r\n") {
+        head = rest;
+    }
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let start_line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let fields = lines
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let mut value = &line[colon + 1..];
+            while value.first().is_some_and(ows) {
+                value = &value[1..];
+            }
+            while value.last().is_some_and(ows) {
+                value = &value[..value.len() - 1];
+            }
+            Some((
+                String::from_utf8_lossy(&line[..colon]).into_owned(),
+                value.to_vec(),
+            ))
+        })
+        .collect();
+    (start_line, fields)
+}
+
+/// The comma-separated elements of every field `name`, trimmed, empty ones skipped.
+fn elements<'a>(
+    fields: &'a [(String, Vec<u8>)],
+    name: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    fields
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|e| e.trim_matches([' ', '\t']).to_owned())
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+        })
+}
+
+/// Whether a list field `name` has the element `element` (case-insensitive).
+fn lists(fields: &[(String, Vec<u8>)], name: &str, element: &str) -> bool {
+    elements(fields, name).any(|e| e.eq_ignore_ascii_case(element))
+}
+
+/// The `Upgrade` list, if there is one and every element is `token["/"token]`
+/// (a value that is not UTF-8 is never such a list).
+fn protocols(fields: &[(String, Vec<u8>)]) -> Option<Vec<String>> {
+    let upgrade: Vec<&Vec<u8>> = fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        .map(|(_, v)| v)
+        .collect();
+    if upgrade.is_empty() || upgrade.iter().any(|v| std::str::from_utf8(v).is_err()) {
+        return None;
+    }
+    let list: Vec<String> = elements(fields, "upgrade").collect();
+    let well_formed = |p: &String| match p.split_once('/') {
+        Some((name, version)) => is_token(name) && is_token(version),
+        None => is_token(p),
+    };
+    list.iter().all(well_formed).then_some(list)
 }
 
 /// Whether the fields seen on the wire are `expected`, names and values (byte for

@@ -91,6 +91,11 @@ pub fn nofile_warning(config: &Config, nofile: u64) -> Option<String> {
 
 /// Default `start_timeout` of an app, in seconds.
 pub const DEFAULT_START_TIMEOUT_SECS: u64 = 60;
+/// Default `tunnel_idle_timeout`, in seconds: ten minutes, as a WebSocket app
+/// that pings (Action Cable every 3 s, Phoenix every 30 s) never comes near.
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default `tunnel_drain_timeout`, in seconds.
+pub const DEFAULT_TUNNEL_DRAIN_TIMEOUT_SECS: u64 = 300;
 
 /// Keys of `[proxy]`; none repeats.
 const PROXY_KEYS: &[&str] = &[
@@ -105,6 +110,8 @@ const PROXY_KEYS: &[&str] = &[
     "backend_timeout",
     "backend_idle_timeout",
     "client_timeout",
+    "tunnel_idle_timeout",
+    "tunnel_drain_timeout",
     "shutdown_grace",
     "max_head_bytes",
     "max_connections",
@@ -163,6 +170,13 @@ pub struct ProxyConfig {
     /// Waiting for the client between reads of a request body and between
     /// writes of a response (nexushub's own addition to the usual proxy deadlines).
     pub client_timeout: Duration,
+    /// A WebSocket tunnel with no bytes moving either way is closed after this;
+    /// `None` (`0` in the file) keeps it open for as long as both ends do.
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// On reload: how long a tunnel to an app instance being replaced may keep
+    /// the old instance running, after which the tunnel is closed and the old
+    /// instance stopped.
+    pub tunnel_drain_timeout: Duration,
     /// On shutdown: for requests in flight, then for children to exit.
     pub shutdown_grace: Duration,
     /// Largest request head; larger gets 431.
@@ -197,6 +211,8 @@ impl ProxyConfig {
             backend_timeout: Duration::from_secs(60),
             backend_idle_timeout: Duration::from_secs(20),
             client_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Some(Duration::from_secs(DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS)),
+            tunnel_drain_timeout: Duration::from_secs(DEFAULT_TUNNEL_DRAIN_TIMEOUT_SECS),
             shutdown_grace: Duration::from_secs(10),
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -674,6 +690,8 @@ fn proxy_value(cfg: &mut ProxyConfig, key: &str, value: &str, base: &Path) -> Re
         "backend_timeout" => cfg.backend_timeout = secs()?,
         "backend_idle_timeout" => cfg.backend_idle_timeout = secs()?,
         "client_timeout" => cfg.client_timeout = secs()?,
+        "tunnel_idle_timeout" => cfg.tunnel_idle_timeout = seconds_or_none(value)?,
+        "tunnel_drain_timeout" => cfg.tunnel_drain_timeout = secs()?,
         "shutdown_grace" => cfg.shutdown_grace = secs()?,
         "max_head_bytes" => cfg.max_head_bytes = whole(value, 1024, 1 << 20)?,
         "max_connections" => cfg.max_connections = whole(value, 1, 1_000_000)?,
@@ -848,6 +866,23 @@ fn seconds(value: &str) -> Result<Duration, String> {
         return Err(expected());
     }
     Ok(duration)
+}
+
+/// [`seconds`], or exactly zero (`0`, `0.0`, ...) for none. A value that only
+/// rounds to zero (`0.0000000001`) is refused, as by [`seconds`]: it is a typo
+/// for some duration, not a request for none.
+fn seconds_or_none(value: &str) -> Result<Option<Duration>, String> {
+    let zeros = |s: &str| !s.is_empty() && s.bytes().all(|b| b == b'0');
+    let exactly_zero = match value.split_once('.') {
+        Some((int, frac)) => zeros(int) && zeros(frac),
+        None => zeros(value),
+    };
+    if exactly_zero {
+        return Ok(None);
+    }
+    seconds(value)
+        .map(Some)
+        .map_err(|_| format!("expected seconds, at most {MAX_DURATION_SECS}, or 0 for none"))
 }
 
 #[cfg(test)]

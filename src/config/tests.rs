@@ -88,6 +88,10 @@ good!(default_client_timeout, proxy!(), |c| assert_eq!(
     c.proxy.client_timeout,
     secs(60.0)
 ));
+good!(default_tunnel_timeouts, proxy!(), |c| assert_eq!(
+    (c.proxy.tunnel_idle_timeout, c.proxy.tunnel_drain_timeout),
+    (Some(secs(600.0)), secs(300.0))
+));
 good!(default_shutdown_grace, proxy!(), |c| assert_eq!(
     c.proxy.shutdown_grace,
     secs(10.0)
@@ -220,6 +224,34 @@ good!(
     backend_idle_timeout,
     concat!(proxy!(), "backend_idle_timeout = 7\n"),
     |c| { assert_eq!(c.proxy.backend_idle_timeout, secs(7.0)) }
+);
+good!(
+    tunnel_idle_timeout,
+    concat!(proxy!(), "tunnel_idle_timeout = 90.5\n"),
+    |c| assert_eq!(c.proxy.tunnel_idle_timeout, Some(secs(90.5)))
+);
+good!(
+    tunnel_idle_timeout_zero_is_none,
+    concat!(proxy!(), "tunnel_idle_timeout = 0\n"),
+    |c| assert_eq!(c.proxy.tunnel_idle_timeout, None)
+);
+good!(
+    tunnel_idle_timeout_zero_with_decimals_is_none,
+    concat!(proxy!(), "tunnel_idle_timeout = 00.000\n"),
+    |c| assert_eq!(c.proxy.tunnel_idle_timeout, None)
+);
+good!(
+    tunnel_idle_timeout_max,
+    concat!(proxy!(), "tunnel_idle_timeout = 31536000\n"),
+    |c| assert_eq!(
+        c.proxy.tunnel_idle_timeout,
+        Some(Duration::from_secs(MAX_DURATION_SECS))
+    )
+);
+good!(
+    tunnel_drain_timeout,
+    concat!(proxy!(), "tunnel_drain_timeout = 3600\n"),
+    |c| assert_eq!(c.proxy.tunnel_drain_timeout, secs(3600.0))
 );
 good!(
     shutdown_grace_max,
@@ -881,6 +913,36 @@ bad!(
     concat!(proxy!(), "head_timeout = 0.0\n"),
     Some(4),
     "bad value for head_timeout: \"0.0\" (expected seconds, more than 0 and at most 31536000)"
+);
+bad!(
+    bad_tunnel_idle_timeout_below_nanosecond,
+    concat!(proxy!(), "tunnel_idle_timeout = 0.0000000001\n"),
+    Some(4),
+    "bad value for tunnel_idle_timeout: \"0.0000000001\" (expected seconds, at most 31536000, or 0 for none)"
+);
+bad!(
+    bad_tunnel_idle_timeout_bare_dot,
+    concat!(proxy!(), "tunnel_idle_timeout = 0.\n"),
+    Some(4),
+    "bad value for tunnel_idle_timeout: \"0.\" (expected seconds, at most 31536000, or 0 for none)"
+);
+bad!(
+    bad_tunnel_idle_timeout_none_word,
+    concat!(proxy!(), "tunnel_idle_timeout = none\n"),
+    Some(4),
+    "bad value for tunnel_idle_timeout: \"none\" (expected seconds, at most 31536000, or 0 for none)"
+);
+bad!(
+    bad_tunnel_idle_timeout_too_long,
+    concat!(proxy!(), "tunnel_idle_timeout = 31536001\n"),
+    Some(4),
+    "bad value for tunnel_idle_timeout: \"31536001\" (expected seconds, at most 31536000, or 0 for none)"
+);
+bad!(
+    bad_tunnel_drain_timeout_zero,
+    concat!(proxy!(), "tunnel_drain_timeout = 0\n"),
+    Some(4),
+    "bad value for tunnel_drain_timeout: \"0\" (expected seconds, more than 0 and at most 31536000)"
 );
 bad!(
     bad_duration_negative,

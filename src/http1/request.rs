@@ -7,12 +7,15 @@
 //! sent that only concerns this hop (Connection and what it names, framing, Expect,
 //! Upgrade, TE, `Proxy-Authorization`), that the edge owns (`X-Forwarded-*`,
 //! `Forwarded`, `X-Real-IP`) or that could pass for either (a name with `_`) is gone.
+//! A WebSocket upgrade is the one exception, recorded in `upgrade` rather than kept:
+//! [`write_backend_upgrade_request`] writes its two fields back (see `upgrade.rs`).
 
 use std::fmt;
 use std::net::IpAddr;
 
 use super::head::{self, HeadError, MAX_HEADERS};
 use super::headers::{self, FieldError};
+use super::upgrade::{self, Upgrade};
 use super::version::Version;
 use crate::host;
 
@@ -54,6 +57,11 @@ pub struct Request {
     /// `100 Continue` before reading it. (Without a body there is nothing to wait for,
     /// and HTTP/1.0 expectations are ignored, RFC 9110 §10.1.1.)
     pub expect_continue: bool,
+    /// The protocol the request may switch to: set only for a bodiless HTTP/1.1
+    /// `GET` whose `Upgrade` lists `websocket` and whose `Connection` lists
+    /// `upgrade`. Its `Upgrade` and `Connection` are dropped like any hop-by-hop
+    /// field either way; [`write_backend_upgrade_request`] writes them back.
+    pub upgrade: Option<Upgrade>,
     /// Bytes of the buffer the head used, leading empty lines and final CRLF CRLF included.
     pub head_len: usize,
 }
@@ -411,8 +419,9 @@ fn parse(
         Target::Absolute { path, .. } => path.to_owned(),
     };
 
-    let expect_continue =
-        expect_continue && !matches!(body, BodyFraming::None | BodyFraming::Length(0));
+    let has_body = !matches!(body, BodyFraming::None | BodyFraming::Length(0));
+    let expect_continue = expect_continue && has_body;
+    let upgrade = upgrade::requested(method, version, &fields, &summary, has_body);
 
     Ok(Some(Request {
         method: method.to_owned(),
@@ -424,6 +433,7 @@ fn parse(
         body,
         keep_alive,
         expect_continue,
+        upgrade,
         head_len: span.end,
     }))
 }
@@ -521,7 +531,9 @@ fn map_httparse_error(e: httparse::Error, head: &[u8]) -> RequestError {
     }
 }
 
-/// Writes the head nexushub sends the backend for `req` (HTTP/1.1, keep-alive).
+/// Writes the head nexushub sends the backend for `req` (HTTP/1.1, keep-alive) as a
+/// plain request: never `Upgrade`, even when `req.upgrade` is set (the app answers
+/// it as a request it cannot switch, as behind a proxy that does not tunnel).
 ///
 /// Order: request line, `Host` as the client sent it, the kept fields, then
 /// `X-Forwarded-For` and `X-Real-IP` (the client address, IPv4-mapped IPv6 shown
@@ -533,6 +545,23 @@ fn map_httparse_error(e: httparse::Error, head: &[u8]) -> RequestError {
 /// If a field would inject a line (see [`super::write_header`]), or the method or
 /// target could break the request line. Parsed requests never do.
 pub fn write_backend_request(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr) {
+    write_backend(out, req, client_ip, None);
+}
+
+/// [`write_backend_request`] for a caller ready to tunnel: when `req.upgrade` is
+/// set, `Upgrade: websocket` and `Connection: upgrade` follow `X-Forwarded-Host`
+/// (`Sec-WebSocket-*` are among the kept fields, as sent); otherwise the same
+/// bytes as [`write_backend_request`]. The backend's answer then goes through
+/// [`super::switch_protocols`].
+///
+/// # Panics
+/// As [`write_backend_request`].
+pub fn write_backend_upgrade_request(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr) {
+    write_backend(out, req, client_ip, req.upgrade);
+}
+
+/// The writer behind both: `upgrade` is what to ask the backend to switch to.
+fn write_backend(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr, upgrade: Option<Upgrade>) {
     assert!(headers::is_token(&req.method), "method is not a token");
     assert!(
         !req.target.is_empty() && req.target.bytes().all(is_target_byte),
@@ -562,6 +591,10 @@ pub fn write_backend_request(out: &mut Vec<u8>, req: &Request, client_ip: IpAddr
     headers::write_client_address(out, client_ip);
     headers::write_header(out, "X-Forwarded-Proto", "https");
     headers::write_header(out, "X-Forwarded-Host", &req.host_header);
+    if let Some(upgrade) = upgrade {
+        headers::write_header(out, "Upgrade", upgrade.token());
+        headers::write_header(out, "Connection", "upgrade");
+    }
     match req.body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => headers::write_content_length(out, n),

@@ -5,7 +5,9 @@
 //! parsers could read differently is a 502 rather than something we pass on. The
 //! client side is re-framed from scratch: `Content-Length` is re-added by the writer,
 //! a chunked or close-delimited body becomes chunked for HTTP/1.1 clients (so their
-//! connection survives) and close-delimited for HTTP/1.0 ones.
+//! connection survives) and close-delimited for HTTP/1.0 ones. A `101 Switching
+//! Protocols` that opens a tunnel gets a head of its own,
+//! [`write_client_switch_head`].
 
 use std::fmt;
 
@@ -13,6 +15,8 @@ use super::digits::push_decimal;
 use super::head::{self, HeadError, MAX_HEADERS};
 use super::headers::{self, FieldError};
 use super::local::reason_phrase;
+use super::request::Request;
+use super::upgrade::{self, Upgrade};
 use super::version::Version;
 
 /// How the response body is framed on the backend side.
@@ -47,12 +51,18 @@ pub struct Response {
     pub body: ResponseBody,
     /// Whether the backend connection may be reused after this response.
     pub keep_alive: bool,
+    /// What a `101` switches to: set only for an HTTP/1.1 101 whose `Upgrade` names
+    /// exactly `websocket` and whose `Connection` lists `upgrade` (both dropped from
+    /// `headers` like any hop-by-hop field). Whether that opens a tunnel depends on
+    /// the request too: [`switch_protocols`].
+    pub upgrade: Option<Upgrade>,
     /// Bytes of the buffer the head used, final CRLF CRLF included.
     pub head_len: usize,
 }
 
 impl Response {
-    /// A 1xx interim response: the caller skips it (101 is an error: we never upgrade).
+    /// A 1xx interim response: the caller skips it, but for a 101, which either
+    /// opens a tunnel or is an error ([`switch_protocols`]).
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)
     }
@@ -101,9 +111,12 @@ pub enum ResponseError {
     ContentLengthAndTransferEncoding,
     /// A `Connection` list element that is not a token.
     InvalidConnection,
-    /// A `101 Switching Protocols` answer: we never forward `Upgrade`, so the
-    /// backend had no business switching.
+    /// A `101 Switching Protocols` to a request that did not ask to switch (or
+    /// was forwarded without `Upgrade`): the backend had no business switching.
     UnexpectedUpgrade,
+    /// A `101 Switching Protocols` to a WebSocket request that does not switch to
+    /// WebSocket: another protocol, several, or no `Connection: upgrade`.
+    UpgradeMismatch,
 }
 
 impl ResponseError {
@@ -142,6 +155,9 @@ impl ResponseError {
             }
             ResponseError::InvalidConnection => "invalid Connection in response",
             ResponseError::UnexpectedUpgrade => "unexpected 101 Switching Protocols",
+            ResponseError::UpgradeMismatch => {
+                "101 Switching Protocols to another protocol than asked for"
+            }
         }
     }
 }
@@ -232,6 +248,7 @@ pub fn parse_response(
         .filter(|&&(name, _)| !(headers::is_hop_by_hop_or_framing(name) || summary.names(name)))
         .map(|&(n, v)| (n.to_owned(), v.to_vec()))
         .collect();
+    let upgrade = upgrade::offered(status, version, &fields, &summary);
 
     let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
     let body = if bodiless || request_was_head {
@@ -257,8 +274,32 @@ pub fn parse_response(
         content_length: summary.content_length,
         body,
         keep_alive: persistent && body != ResponseBody::UntilClose,
+        upgrade,
         head_len: span.end,
     }))
+}
+
+/// What a backend's response head means for `req`, which the caller forwarded with
+/// [`super::write_backend_upgrade_request`]:
+/// - `Ok(None)`: not a 101, an ordinary response (or a 1xx to skip); no tunnel.
+/// - `Ok(Some(upgrade))`: a 101 switching to what the request asked for: send
+///   [`write_client_switch_head`], then tunnel, starting with the bytes that
+///   followed each head.
+/// - `Err`: a 101 the request did not ask for ([`ResponseError::UnexpectedUpgrade`])
+///   or to something else ([`ResponseError::UpgradeMismatch`]): a 502, and the
+///   backend connection is not reused.
+///
+/// A request forwarded with [`super::write_backend_request`] asked for nothing,
+/// whatever its `upgrade`: its caller treats any 101 as `UnexpectedUpgrade`.
+pub fn switch_protocols(req: &Request, resp: &Response) -> Result<Option<Upgrade>, ResponseError> {
+    if resp.status != 101 {
+        return Ok(None);
+    }
+    match (req.upgrade, resp.upgrade) {
+        (None, _) => Err(ResponseError::UnexpectedUpgrade),
+        (Some(asked), Some(switched)) if asked == switched => Ok(Some(switched)),
+        (Some(_), _) => Err(ResponseError::UpgradeMismatch),
+    }
 }
 
 /// How the body goes to the client.
@@ -302,28 +343,7 @@ pub fn write_client_response_head(
     keep_alive: bool,
 ) {
     let keep_alive = keep_alive && framing != ClientFraming::Close;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(resp.status));
-    out.push(b' ');
-    let reason_ok = !resp
-        .reason
-        .bytes()
-        .any(|b| b == b'\r' || b == b'\n' || b == 0);
-    if resp.reason.is_empty() || !reason_ok {
-        out.extend_from_slice(reason_phrase(resp.status).as_bytes());
-    } else {
-        out.extend_from_slice(resp.reason.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in &resp.headers {
-        // Never kept by the parser; skipped again so our framing field is the only one.
-        let framing_field = headers::is_hop_by_hop_or_framing(name);
-        debug_assert!(!framing_field, "hop-by-hop or framing field kept: {name}");
-        if framing_field {
-            continue;
-        }
-        headers::write_header_bytes(out, name, value);
-    }
+    write_status_line_and_fields(out, resp);
     match framing {
         ClientFraming::Length(n) => headers::write_content_length(out, n),
         ClientFraming::Chunked => headers::write_chunked(out),
@@ -341,6 +361,47 @@ pub fn write_client_response_head(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the `101 Switching Protocols` head that opens a tunnel to `upgrade` (as
+/// [`switch_protocols`] decided): the status line as for any response, the
+/// kept fields as the app sent them (`Sec-WebSocket-*` among them), then
+/// `Upgrade: websocket` and `Connection: upgrade`. No framing field: after the
+/// empty line the bytes are the new protocol's.
+pub fn write_client_switch_head(out: &mut Vec<u8>, resp: &Response, upgrade: Upgrade) {
+    debug_assert_eq!(resp.status, 101, "a switch head for another status");
+    write_status_line_and_fields(out, resp);
+    headers::write_header(out, "Upgrade", upgrade.token());
+    headers::write_header(out, "Connection", "upgrade");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `HTTP/1.1 STATUS REASON` (the backend's reason phrase, or the standard one when
+/// it sent none or one we could not write), then the kept fields.
+fn write_status_line_and_fields(out: &mut Vec<u8>, resp: &Response) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(resp.status));
+    out.push(b' ');
+    let reason_ok = !resp
+        .reason
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0);
+    if resp.reason.is_empty() || !reason_ok {
+        out.extend_from_slice(reason_phrase(resp.status).as_bytes());
+    } else {
+        out.extend_from_slice(resp.reason.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        // Never kept by the parser; skipped again so the framing and connection
+        // fields our callers add are the only ones.
+        let framing_field = headers::is_hop_by_hop_or_framing(name);
+        debug_assert!(!framing_field, "hop-by-hop or framing field kept: {name}");
+        if framing_field {
+            continue;
+        }
+        headers::write_header_bytes(out, name, value);
+    }
 }
 
 #[cfg(test)]

@@ -868,3 +868,160 @@ fn backend_refuses_injected_target() {
     req.target = "/ HTTP/1.1\r\nX: y".into();
     write_backend_request(&mut Vec::new(), &req, IpAddr::from([127, 0, 0, 1]));
 }
+
+// ---- upgrades ----
+
+#[test]
+fn upgrade_decision_table() {
+    const WS: Option<Upgrade> = Some(Upgrade::WebSocket);
+    // One row per request: (head after the Host line, what `upgrade` must be).
+    let rows: [(&str, &str, Option<Upgrade>); 20] = [
+        ("GET", "Upgrade: websocket\r\nConnection: Upgrade\r\n", WS),
+        (
+            "GET",
+            "upgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n",
+            WS,
+        ),
+        (
+            "GET",
+            "Connection: upgrade\r\nUpgrade: websocket, foo/2\r\n",
+            WS,
+        ),
+        (
+            "GET",
+            "Upgrade: h2c\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
+            WS,
+        ),
+        ("GET", "Upgrade: ,websocket,\r\nConnection: upgrade\r\n", WS),
+        (
+            "GET",
+            "Upgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 0\r\n",
+            WS,
+        ),
+        (
+            "GET",
+            "Upgrade: websocket\r\nConnection: upgrade, close\r\n",
+            WS,
+        ),
+        ("GET", "Upgrade: websocket\r\n", None),
+        (
+            "GET",
+            "Upgrade: websocket\r\nConnection: keep-alive\r\n",
+            None,
+        ),
+        ("GET", "Connection: upgrade\r\n", None),
+        (
+            "GET",
+            "Upgrade: h2c\r\nConnection: upgrade, HTTP2-Settings\r\n",
+            None,
+        ),
+        (
+            "GET",
+            "Upgrade: websocket/13\r\nConnection: upgrade\r\n",
+            None,
+        ),
+        (
+            "GET",
+            "Upgrade: websocket, a b\r\nConnection: upgrade\r\n",
+            None,
+        ),
+        (
+            "GET",
+            "Upgrade: websocketé\r\nConnection: upgrade\r\n",
+            None,
+        ),
+        (
+            "GET",
+            "Upgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 3\r\n",
+            None,
+        ),
+        (
+            "GET",
+            "Upgrade: websocket\r\nConnection: upgrade\r\nTransfer-Encoding: chunked\r\n",
+            None,
+        ),
+        (
+            "POST",
+            "Upgrade: websocket\r\nConnection: upgrade\r\n",
+            None,
+        ),
+        (
+            "HEAD",
+            "Upgrade: websocket\r\nConnection: upgrade\r\n",
+            None,
+        ),
+        ("get", "Upgrade: websocket\r\nConnection: upgrade\r\n", None),
+        (
+            "OPTIONS",
+            "Upgrade: websocket\r\nConnection: upgrade\r\n",
+            None,
+        ),
+    ];
+    for (method, fields, want) in rows {
+        let buf = format!("{method} /chat HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        assert_eq!(ok(buf.as_bytes()).upgrade, want, "{buf:?}");
+    }
+}
+
+#[test]
+fn upgrade_needs_http11() {
+    let r = ok(b"GET / HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    assert_eq!(r.upgrade, None);
+}
+
+#[test]
+fn upgrade_fields_dropped_either_way() {
+    for hop in [
+        "Upgrade: websocket\r\nConnection: upgrade\r\n",
+        "Upgrade: h2c\r\nConnection: upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAA\r\n",
+    ] {
+        let buf = format!("GET / HTTP/1.1\r\nHost: a\r\n{hop}Sec-WebSocket-Key: k\r\n\r\n");
+        assert_eq!(
+            fields(&ok(buf.as_bytes())),
+            [("Sec-WebSocket-Key", "k")],
+            "{buf:?}"
+        );
+    }
+}
+
+fn backend_upgrade_bytes(buf: &[u8]) -> String {
+    let mut out = Vec::new();
+    write_backend_upgrade_request(&mut out, &ok(buf), IpAddr::from([192, 0, 2, 7]));
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[test]
+fn backend_golden_websocket() {
+    let got = backend_upgrade_bytes(
+        b"GET /cable HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket, foo\r\nConnection: keep-alive, Upgrade\r\n\
+          Keep-Alive: 5\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(
+        got,
+        "GET /cable HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\n\
+         X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nUpgrade: websocket\r\n\
+         Connection: upgrade\r\n\r\n"
+    );
+}
+
+#[test]
+fn backend_plain_writer_never_upgrades() {
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    assert_eq!(ok(buf).upgrade, Some(Upgrade::WebSocket));
+    let plain = backend_bytes(buf, "192.0.2.7");
+    assert!(
+        !plain.contains("Upgrade") && !plain.contains("Connection"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn backend_upgrade_writer_on_a_plain_request_is_the_plain_writer() {
+    for buf in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\n",
+    ] {
+        assert_eq!(backend_upgrade_bytes(buf), backend_bytes(buf, "192.0.2.7"));
+    }
+}

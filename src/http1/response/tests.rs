@@ -479,3 +479,84 @@ fn injected_value_panics() {
     r.headers.push(("X".into(), "a\nb".into()));
     head_bytes(&r, ClientFraming::Length(0), Version::Http11, true);
 }
+
+// ---- 101 Switching Protocols ----
+
+use crate::http1::{Request, Upgrade};
+
+/// What [`crate::http1::switch_protocols`] makes of a response.
+type Verdict = Result<Option<Upgrade>, ResponseError>;
+
+fn request(buf: &[u8]) -> Request {
+    match crate::http1::parse_request(buf, MAX) {
+        Ok(Some(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn switch_decision_table() {
+    use crate::http1::switch_protocols;
+    let ws =
+        request(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    let plain = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let h2c = request(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n");
+    const TUNNEL: Verdict = Ok(Some(Upgrade::WebSocket));
+    const UNEXPECTED: Verdict = Err(ResponseError::UnexpectedUpgrade);
+    const MISMATCH: Verdict = Err(ResponseError::UpgradeMismatch);
+    // One row per (request, response head): what the 101 means.
+    let rows: [(&Request, &str, Verdict); 16] = [
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", TUNNEL),
+        (&ws, "HTTP/1.1 101 \r\nupgrade: WEBSOCKET\r\nconnection: upgrade\r\nSec-WebSocket-Accept: x\r\n", TUNNEL),
+        (&ws, "HTTP/1.1 101 OK\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n", TUNNEL),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n", MISMATCH),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket, foo\r\nConnection: upgrade\r\n", MISMATCH),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nUpgrade: websocket\r\nConnection: upgrade\r\n", MISMATCH),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n", MISMATCH),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n", MISMATCH),
+        (&ws, "HTTP/1.1 101 Switching Protocols\r\n", MISMATCH),
+        (&ws, "HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n", MISMATCH),
+        (&plain, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n", UNEXPECTED),
+        (&h2c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n", UNEXPECTED),
+        (&ws, "HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 0\r\n", Ok(None)),
+        (&ws, "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 0\r\n", Ok(None)),
+        (&ws, "HTTP/1.1 100 Continue\r\n", Ok(None)),
+        (&plain, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", Ok(None)),
+    ];
+    for (req, head, want) in rows {
+        let resp = ok(format!("{head}\r\n").as_bytes());
+        assert_eq!(switch_protocols(req, &resp), want, "{head:?}");
+    }
+}
+
+#[test]
+fn upgrade_recorded_on_101_only() {
+    let r = ok(b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.upgrade, None);
+    assert!(r.headers.is_empty());
+}
+
+#[test]
+fn golden_switch_head() {
+    let r = ok(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n\
+          X-Hop: 1\r\nKeep-Alive: 5\r\nContent-Length: 0\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+          Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n");
+    let mut out = Vec::new();
+    write_client_switch_head(&mut out, &r, Upgrade::WebSocket);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+         Sec-WebSocket-Protocol: actioncable-v1-json\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+    );
+}
+
+#[test]
+fn golden_switch_head_empty_reason_filled_in() {
+    let r = ok(b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    let mut out = Vec::new();
+    write_client_switch_head(&mut out, &r, Upgrade::WebSocket);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+    );
+}
