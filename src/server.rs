@@ -295,6 +295,14 @@ fn reload(
             "min_data_rate_grace",
             old.min_data_rate_grace != newp.min_data_rate_grace,
         ),
+        (
+            "tunnel_idle_timeout",
+            old.tunnel_idle_timeout != newp.tunnel_idle_timeout,
+        ),
+        (
+            "tunnel_drain_timeout",
+            old.tunnel_drain_timeout != newp.tunnel_drain_timeout,
+        ),
         ("access_log", old.access_log != newp.access_log),
         ("log_level", old.log_level != newp.log_level),
     ]
