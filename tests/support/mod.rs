@@ -6,9 +6,11 @@
 //! (the log lines of the binary, the bytes read so far) so that a failing test says why.
 
 pub mod backend;
+pub mod base64;
 pub mod nexus;
 pub mod process;
 pub mod procfs;
+pub mod sha1;
 pub mod tls_client;
 pub mod wire;
 
