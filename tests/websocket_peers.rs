@@ -125,6 +125,30 @@ fn ws_peers_both_sides_send_8_mib_at_once() {
 }
 
 #[test]
+fn ws_peers_one_thread_sends_and_receives_8_mib_at_once() {
+    // As over TLS, where the stream cannot be split between two threads.
+    let len = 8 * MIB;
+    let backend = WsBackend::start(Behaviour::SendWhileReading(len));
+    let mut ws = open(&backend);
+    let mut got = ws
+        .send_while_receiving(Message::Binary(pattern(len as usize)))
+        .unwrap_or_else(|e| panic!("sending while the server sends: {e}"));
+    if got.is_empty() {
+        got.push(recv(&mut ws));
+    }
+    match &got[..] {
+        [Message::Binary(b)] => {
+            assert_eq!((b.len() as u64, fnv1a64(b)), (len, pattern_fnv(len)))
+        }
+        other => panic!("got {other:?}"),
+    }
+    let seen = backend
+        .wait(WAIT, |s| !s.data().is_empty())
+        .unwrap_or_else(|s| panic!("{s:?}"));
+    assert!(matches!(seen.data()[..], [Message::Binary(b)] if fnv1a64(b) == pattern_fnv(len)));
+}
+
+#[test]
 fn ws_peers_fragments_reassemble_around_a_control_frame() {
     let backend = WsBackend::echo();
     let mut ws = open(&backend);

@@ -39,6 +39,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a close handshake may take, from our Close to the peer's.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much of a frame `send_while_receiving` writes before it looks for messages.
+const INTERLEAVE_PIECE_BYTES: usize = 64 * 1024;
+
+/// How long `send_while_receiving` waits for a message between pieces.
+const INTERLEAVE_WAIT: Duration = Duration::from_millis(1);
+
+/// How many messages `send_while_receiving` takes in between two pieces at most.
+const MAX_MESSAGES_PER_PIECE: usize = 64;
+
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
 pub fn accept_value(key: &str) -> String {
     base64(&sha1(format!("{key}{ACCEPT_GUID}").as_bytes()))
@@ -190,7 +199,13 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Sends one frame, masked with a fresh key if we are the client (a mask already
     /// set on `frame` is kept, a server's is removed).
-    pub fn send_frame(&mut self, mut frame: Frame) -> Result<(), WsError> {
+    pub fn send_frame(&mut self, frame: Frame) -> Result<(), WsError> {
+        let bytes = self.encode(frame);
+        self.send_raw(&bytes)
+    }
+
+    /// A frame's bytes as we send them (masked if we are the client).
+    fn encode(&mut self, mut frame: Frame) -> Vec<u8> {
         frame.mask = match self.role {
             Role::Client => Some(frame.mask.unwrap_or_else(|| self.rng.mask())),
             Role::Server => None,
@@ -198,7 +213,7 @@ impl<S: Read + Write> WebSocket<S> {
         if frame.opcode == Opcode::Close {
             self.close_sent = true;
         }
-        self.send_raw(&frame.encode())
+        frame.encode()
     }
 
     /// Sends a message (or a control frame) as one frame.
@@ -416,6 +431,37 @@ impl<S: Read + Write + Socket> WebSocket<S> {
             Err(WsError::TimedOut) => Ok(None),
             r => r.map(Some),
         }
+    }
+
+    /// Sends `msg` a piece at a time and, between pieces, takes in the messages that
+    /// have arrived: one thread sending and receiving at once, for a stream that
+    /// cannot be split (a rustls one). Meanwhile it answers nothing (a pong would land
+    /// inside our frame): pings and closes are among the messages returned. Messages
+    /// still on the way when the last piece is sent are left for `recv`.
+    pub fn send_while_receiving(&mut self, msg: Message) -> Result<Vec<Message>, WsError> {
+        let bytes = self.encode(msg.into_frame());
+        let auto_reply = std::mem::replace(&mut self.auto_reply, false);
+        let mut got = Vec::new();
+        let mut result = Ok(());
+        'send: for piece in bytes.chunks(INTERLEAVE_PIECE_BYTES) {
+            if let Err(e) = self.send_raw(piece) {
+                result = Err(e);
+                break;
+            }
+            // Whatever is ready, a bounded number of messages per piece.
+            for _ in 0..MAX_MESSAGES_PER_PIECE {
+                match self.recv_within(INTERLEAVE_WAIT) {
+                    Ok(Some(m)) => got.push(m),
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break 'send;
+                    }
+                }
+            }
+        }
+        self.auto_reply = auto_reply;
+        result.map(|()| got)
     }
 
     /// Ends the sending side of the TCP connection (a FIN): half-closed, still reading.
