@@ -56,6 +56,17 @@ SCENARIOS = [
     ("big", "keep-alive, 1 MiB, 16 conns", "/1m", 16, False),
     ("close", "new TLS conn per request, 13 B, 16 conns", CLOSE_MARK, 16, True),
 ]
+# WebSocket scenarios (benches/wsbench.rs against its own echo backend): (key,
+# title, wsbench command, tunnels, message bytes). Every proxy tunnels WS_PATH to
+# the echo backend; nexushub, which routes by host only, has an app for WS_HOST,
+# the host all three are sent: one the committed certificate names (webpki does not
+# let its `*.localhost` cover a name right under `localhost`).
+WS_SCENARIOS = [
+    ("ws-echo", "WebSocket echo, 64 B messages, 64 tunnels", "load", 64, 64),
+    ("ws-bulk", "WebSocket echo, 1 MiB messages, 16 tunnels", "bulk", 16, 1 << 20),
+]
+WS_HOST = "hello.localhost"
+WS_PATH = "/ws"
 PROXIES = ["nexushub", "nginx", "haproxy"]
 TARGETS = PROXIES + ["backend"]
 LABEL = {"nexushub": "nexushub", "nginx": "nginx", "haproxy": "HAProxy", "backend": "backend direct (plain HTTP)"}
@@ -273,7 +284,34 @@ http {{
 """
 
 
-def nginx_proxy_conf(d, port, backend_port, cert, key):
+def nginx_proxy_conf(d, port, backend_port, cert, key, ws_port=None):
+    # WebSocket tunnels to the echo backend on /ws, nginx's documented way: HTTP/1.1
+    # upstream, Upgrade and Connection passed on, timeouts as long as nexushub's
+    # tunnel_idle_timeout (nginx's default 60 s would close idle tunnels).
+    ws_upstream = ws_location = ""
+    if ws_port:
+        ws_upstream = f"""
+    upstream wsecho {{
+        server 127.0.0.1:{ws_port};
+    }}"""
+        ws_location = f"""
+        location {WS_PATH} {{
+            proxy_pass http://wsecho;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_read_timeout 600s;
+            proxy_send_timeout 600s;
+            # A tunnel's buffer each way: one TLS record, as for / and HAProxy
+            # (the other two lines only keep nginx's buffer checks satisfied).
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
+            proxy_busy_buffers_size 16k;
+        }}"""
     return f"""# nginx as the TLS proxy: upstream keep-alive, buffered access log.
 worker_processes auto;
 user root;
@@ -298,7 +336,7 @@ http {{
         keepalive 256;
         keepalive_requests 1000000;
         keepalive_timeout 300s;
-    }}
+    }}{ws_upstream}
     server {{
         listen 127.0.0.1:{port} ssl backlog=4096;
         server_name {HOST};
@@ -319,13 +357,23 @@ http {{
             proxy_buffer_size 16k;
             proxy_buffers 8 16k;
             proxy_busy_buffers_size 16k;
-        }}
+        }}{ws_location}
     }}
 }}
 """
 
 
-def haproxy_conf(d, port, backend_port, pem, nbthread):
+def haproxy_conf(d, port, backend_port, pem, nbthread, ws_port=None):
+    # WebSocket: mode http tunnels an upgrade by itself; /ws goes to the echo
+    # backend, whose tunnels idle up to 600 s (`timeout tunnel`), as nexushub's.
+    ws_use = ws_backend = ""
+    if ws_port:
+        ws_use = f"\n    use_backend ws if {{ path_beg {WS_PATH} }}"
+        ws_backend = f"""
+backend ws
+    timeout tunnel 600s
+    server echo 127.0.0.1:{ws_port}
+"""
     return f"""# HAProxy as the TLS proxy: mode http, http-reuse safe, one thread per core.
 global
     maxconn {min(40000, nofile() - 500)}
@@ -362,16 +410,26 @@ frontend tls
     capture request header Host len 64
     option forwardfor
     http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]{ws_use}
     default_backend app
 
 backend app
     http-reuse safe
     server backend 127.0.0.1:{backend_port}
+{ws_backend}"""
+
+
+def nexushub_conf(d, port, backend_port, cert, key, ws_port=None):
+    # nexushub routes by host name only: the echo backend is an app of its own,
+    # for the host the WebSocket clients send to all three proxies.
+    ws_app = ""
+    if ws_port:
+        ws_app = f"""
+[app ws]
+hosts = {WS_HOST}
+upstream = 127.0.0.1:{ws_port}
+health = /
 """
-
-
-def nexushub_conf(d, port, backend_port, cert, key):
     return f"""# nexushub as the TLS proxy: one upstream app for host localhost.
 [proxy]
 listen = 127.0.0.1:{port}
@@ -387,7 +445,7 @@ log_level = info
 hosts = {HOST}
 upstream = 127.0.0.1:{backend_port}
 health = /small
-"""
+{ws_app}"""
 
 
 # ---------------------------------------------------------------- HTTP checks
@@ -970,6 +1028,246 @@ def write_report(ctx, results, memory, tls, resumption, anomalies, outdir):
     return text
 
 
+# ---------------------------------------------------------------- WebSocket
+
+
+def run_wsbench(wsbench, cmd, url, conns, seconds, size, ca):
+    """One wsbench load or bulk run: its WSJSON line as a dict."""
+    argv = [wsbench, cmd, "--url", url, "--conns", str(conns), "--seconds", str(seconds), "--size", str(size),
+            "--ca", ca]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"^WSJSON (\{.*\})$", p.stdout, re.M)
+    if p.returncode != 0 or not m:
+        raise BenchError(f"wsbench failed ({p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
+    return json.loads(m.group(1))
+
+
+def hold_tunnels(wsbench, name, root, url, n, ca, pidfile, tmp, deadline):
+    """`wsbench hold` with n tunnels through url; memory of root while they idle."""
+    proc = subprocess.Popen(
+        [wsbench, "hold", "--url", url, "--conns", str(n), "--ca", ca, "--deadline", str(deadline)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=open(os.path.join(tmp, f"ws-hold-{name}-{n}.log"), "wb"), start_new_session=True,
+    )
+    with open(pidfile, "a") as f:
+        f.write(f"{proc.pid}\n")
+    try:
+        line = read_line(proc, deadline + 30)
+        parts = line.decode(errors="replace").split(" ", 4)
+        if len(parts) < 4 or parts[0] != "READY":
+            return {"ok": 0, "failed": n, "secs": None, "error": f"holder gave {line[:200]!r}", "rss": None,
+                    "pss": None, "alive": None}
+        ok, failed, secs = int(parts[1]), int(parts[2]), float(parts[3])
+        time.sleep(1.0)  # let the proxy settle (buffers released)
+        rss, pss = memory_kib(root) if ok else (None, None)
+        proc.stdin.close()  # the holder echoes once more on each tunnel, then says how many answered
+        m = re.search(rb"ALIVE (\d+)", read_line(proc, 60))
+        return {"ok": ok, "failed": failed, "secs": secs, "error": parts[4].strip() if len(parts) > 4 else "",
+                "rss": rss, "pss": pss, "alive": int(m.group(1)) if m else None}
+    finally:
+        try:
+            if not proc.stdin.closed:
+                proc.stdin.close()
+            proc.wait(timeout=60)
+        except (subprocess.TimeoutExpired, OSError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+
+def read_line(proc, deadline_s):
+    """One line of proc's stdout, waiting at most deadline_s (b"" if none)."""
+    line, end = b"", time.monotonic() + deadline_s
+    while time.monotonic() < end and not line.endswith(b"\n"):
+        r, _, _ = select.select([proc.stdout], [], [], 1)
+        if r:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    return line
+
+
+def run_websocket(a, servers, ports, ca, pidfile, tmp, dead, anomalies):
+    """The WebSocket scenarios and the idle-tunnel memory: (results, memory)."""
+    urls = {p: f"wss://{WS_HOST}:{ports[p]}{WS_PATH}" for p in PROXIES}
+    urls["backend"] = f"ws://{WS_HOST}:{ports['ws-backend']}{WS_PATH}"
+    ws_dead = set(dead)
+    for t in TARGETS:
+        if t in ws_dead:
+            continue
+        try:
+            r = run_wsbench(a.wsbench, "load", urls[t], 1, 1, 64, ca)
+            if r["errors"] or not r["messages"]:
+                raise BenchError(r["first_error"] or "no round trip")
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            ws_dead.add(t)
+            anomalies.append(f"WebSocket: {LABEL[t]} does not tunnel ({str(e)[:300]}); its WebSocket rows are empty")
+            continue
+        log(f"{t}: tunnels WebSockets ({urls[t]})")
+    results, memory = {}, {}
+    for key, title, cmd, conns, size in WS_SCENARIOS:
+        raw = {t: [] for t in TARGETS}
+        for phase in ["warm-up"] + [f"round {i + 1}/{a.rounds}" for i in range(a.rounds)]:
+            for t in TARGETS:
+                if t in ws_dead or (t == "backend" and phase == "warm-up"):
+                    continue
+                server = servers["ws-backend" if t == "backend" else t]
+                secs = a.warmup if phase == "warm-up" else a.duration
+                before = cpu_ticks(server.pid)
+                try:
+                    r = run_wsbench(a.wsbench, cmd, urls[t], conns, secs, size, ca)
+                except (BenchError, subprocess.TimeoutExpired) as e:
+                    anomalies.append(f"{title}, {LABEL[t]}, {phase}: {e}")
+                    continue
+                after = cpu_ticks(server.pid)
+                if not server.alive():
+                    ws_dead.add(t)
+                    anomalies.append(f"{LABEL[t]} exited during \"{title}\" ({phase}): {server.log_text()[-600:]!r}")
+                    continue
+                r["cpu_us"] = (after - before) / CLK_TCK * 1e6 / r["messages"] if r["messages"] else None
+                if r["errors"] or r["connect_errors"]:
+                    anomalies.append(f"{title}, {LABEL[t]}, {phase}: {r['messages']:,} round trips, "
+                                     f"{r['errors']} errors ({r['connect_errors']} at connect), first: "
+                                     f"{r['first_error'][:200]}")
+                if phase != "warm-up":
+                    raw[t].append(r)
+                log(f"{key:7} {phase:11} {t:8} {r['msgs_per_s']:9,.0f} msg/s {r['mib_per_s']:8,.1f} MiB/s  "
+                    f"p99 {r['p99_us'] / 1000:7.2f} ms  cpu {r['cpu_us'] or 0:7.1f} us/msg  err {r['errors']}")
+        results[key] = {t: ws_summarize(raw[t]) for t in TARGETS}
+    for p in PROXIES:
+        if p in ws_dead:
+            continue
+        memory[p] = {"before": memory_kib(servers[p].pid)}
+        for n in a.ws_idle:
+            log(f"memory: {p} with {n:,} idle WebSocket tunnels")
+            h = hold_tunnels(a.wsbench, p, servers[p].pid, urls[p], n, ca, pidfile, tmp, a.hold_deadline)
+            memory[p][n] = h
+            if h["ok"] != n:
+                anomalies.append(f"{LABEL[p]}: {h['ok']:,} of {n:,} idle tunnels opened, {h['failed']:,} failed "
+                                 f"(first: {h['error'] or '?'})")
+            if h["alive"] is not None and h["alive"] != h["ok"]:
+                anomalies.append(f"{LABEL[p]}: only {h['alive']:,} of {h['ok']:,} idle tunnels still echoed when "
+                                 "released")
+            log(f"memory: {p} {n:,} tunnels: {h['ok']:,} open in {h['secs']}s, RSS {fmt_mib(h['rss'])} MiB, "
+                f"PSS {fmt_mib(h['pss'])} MiB, {h['alive']} still echoing after")
+            if not servers[p].alive():
+                anomalies.append(f"{LABEL[p]} exited while holding {n:,} tunnels: {servers[p].log_text()[-600:]!r}")
+                break
+            time.sleep(1.0)
+    return results, memory
+
+
+def ws_summarize(runs):
+    """Medians and ranges over the measured rounds of one WebSocket scenario and target."""
+    if not runs:
+        return None
+    cpu = [r["cpu_us"] for r in runs if r.get("cpu_us") is not None]
+    return {
+        "msgs_per_s": statistics.median(r["msgs_per_s"] for r in runs),
+        "min": min(r["msgs_per_s"] for r in runs),
+        "max": max(r["msgs_per_s"] for r in runs),
+        "mib_per_s": statistics.median(r["mib_per_s"] for r in runs),
+        "p50": statistics.median(r["p50_us"] for r in runs),
+        "p99": statistics.median(r["p99_us"] for r in runs),
+        "p99_range": (min(r["p99_us"] for r in runs), max(r["p99_us"] for r in runs)),
+        "cpu_us": statistics.median(cpu) if cpu else None,
+        "errors": sum(r["errors"] for r in runs),
+        "messages": sum(r["messages"] for r in runs),
+        "rounds": len(runs),
+    }
+
+
+def write_ws_report(ctx, results, memory, anomalies, outdir):
+    """benches/results/websocket.md and websocket.json."""
+    a = ctx["args"]
+    L = ["# WebSocket: nexushub vs nginx vs HAProxy", ""]
+    L.append(f"- date: {ctx['date']}")
+    L.append(f"- machine: `nproc` = {os.cpu_count()}, CPU: {cpu_model()}, kernel {platform.release()}, "
+             f"load average at start {ctx['loadavg']}")
+    L.append(f"- command: `{a.cmdline}`" + (" (quick mode)" if a.quick else ""))
+    L.append(f"- nexushub: {ctx['nexushub_rev']}; {ctx['versions']['nginx']}; {ctx['versions']['haproxy']}")
+    L.append(f"- client: `wsbench` (benches/wsbench.rs; rustls, a thread per tunnel), {a.duration} s per run, "
+             f"{a.rounds} measured rounds after one {a.warmup} s warm-up per target, targets alternating; each "
+             "tunnel sends a binary message, waits for its echo, checks it, sends the next; tunnels open before "
+             "the clock starts")
+    L.append(f"- backend: `wsbench echo-server` (plain HTTP, a thread per connection); proxies: TLS 1.3, "
+             f"`wss://{WS_HOST}:PORT{WS_PATH}`; the backend row is `ws://` straight to the echo server")
+    L.append("")
+    L.append("## Round trips")
+    L.append("")
+    L.append("Median of the rounds; min-max of msg/s across rounds; p50/p99 are medians of each round's; MiB/s is "
+             "message payload echoed (each byte crosses the proxy twice); CPU is the proxy's own utime+stime "
+             "per round trip (for the backend row the echo server's).")
+    L.append("")
+    L.append("| scenario | target | round trips/s | min-max | MiB/s | p50 ms | p99 ms [rounds] | CPU µs/msg | errors |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, title, *_ in WS_SCENARIOS:
+        for t in TARGETS:
+            r = results.get(key, {}).get(t)
+            if not r:
+                L.append(f"| {title} | {LABEL[t]} | not run | | | | | | |")
+                continue
+            cpu = f"{r['cpu_us']:.1f}" if r["cpu_us"] is not None else "-"
+            lo, hi = r["p99_range"]
+            L.append(f"| {title} | {LABEL[t]} | {fmt_int(r['msgs_per_s'])} | {fmt_int(r['min'])}-{fmt_int(r['max'])} "
+                     f"| {r['mib_per_s']:,.1f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} [{fmt_ms(lo)}-{fmt_ms(hi)}] "
+                     f"| {cpu} | {r['errors']} |")
+    L.append("")
+    L.append("## Memory with idle tunnels")
+    L.append("")
+    L.append("MiB of RSS (PSS in brackets) summed over the proxy's processes: before (after the load runs) and "
+             "with N tunnels open and idle, each having echoed one message, measured 1 s after the last opened; "
+             "KiB per tunnel over the before figure. After the measurement every tunnel echoes once more "
+             '("still echoing").')
+    L.append("")
+    L.append("| proxy | before | " + " | ".join(f"{n:,} idle tunnels | KiB/tunnel | still echoing" for n in a.ws_idle)
+             + " |")
+    L.append("| --- | ---: | " + " | ".join("---: | ---: | ---:" for _ in a.ws_idle) + " |")
+    both = lambda m: f"{fmt_mib(m[0])} ({fmt_mib(m[1])})" if m and m[0] is not None else "-"  # noqa: E731
+    for p in PROXIES:
+        m = memory.get(p)
+        if not m:
+            L.append(f"| {LABEL[p]} | not run | " + " | ".join("- | - | -" for _ in a.ws_idle) + " |")
+            continue
+        cells = [both(m["before"])]
+        for n in a.ws_idle:
+            h = m.get(n)
+            if not h or h.get("rss") is None:
+                cells += ["-", "-", "-"]
+                continue
+            note = "" if h["ok"] == n else f" ⚠ {h['ok']:,} open"
+            cells += [both((h["rss"], h["pss"])) + note, f"{(h['rss'] - m['before'][0]) / max(h['ok'], 1):.1f}",
+                      f"{h['alive']:,}" if h["alive"] is not None else "?"]
+        L.append(f"| {LABEL[p]} | " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("## Setup")
+    L.append("")
+    L.append(f"- nexushub: the benchmark config of `latest.md` plus `[app ws]` (`hosts = {WS_HOST}`, `upstream` = "
+             "the echo backend, `health = /`); `tunnel_idle_timeout` default (600 s).")
+    L.append(f"- nginx: `location {WS_PATH}` with `proxy_http_version 1.1`, `proxy_set_header Upgrade $http_upgrade`, "
+             "`proxy_set_header Connection \"upgrade\"`, `proxy_read_timeout`/`proxy_send_timeout 600s`, "
+             "`proxy_buffer_size 16k`.")
+    L.append(f"- HAProxy: `mode http` (tunnels upgrades by itself), `use_backend ws if {{ path_beg {WS_PATH} }}`, "
+             "`timeout tunnel 600s`.")
+    L.append("")
+    L.append("## Anomalies")
+    L.append("")
+    ws_anoms = [x for x in anomalies if "WebSocket" in x or "tunnel" in x]
+    L += [f"- {x}" for x in ws_anoms] or ["- none"]
+    L.append("")
+    text = "\n".join(L)
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "websocket.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(outdir, "websocket.json"), "w") as f:
+        json.dump({"results": results, "memory": {p: {str(k): v for k, v in m.items()} for p, m in memory.items()},
+                   "anomalies": ws_anoms, "date": ctx["date"], "cmdline": a.cmdline}, f, indent=1, default=str)
+    return text
+
+
 # ---------------------------------------------------------------- run
 
 
@@ -1015,7 +1313,7 @@ def cmd_run(a):
         big_sha = hashlib.sha256(big).hexdigest()
         with open(os.path.join(bd, "www", "1m"), "wb") as f:
             f.write(big)
-        ports = {t: free_port() for t in TARGETS}
+        ports = {t: free_port() for t in TARGETS + ["ws-backend"]}
         write(os.path.join(bd, "nginx.conf"), nginx_backend_conf(bd, ports["backend"]))
         servers["backend"] = Server("backend nginx", ["nginx", "-p", bd, "-e", os.path.join(bd, "error.log"),
                                                      "-c", os.path.join(bd, "nginx.conf")],
@@ -1024,12 +1322,17 @@ def cmd_run(a):
         status, _, body = plain_get(ports["backend"], "/small")
         if status != 200 or body != SMALL_BODY:
             raise BenchError(f"backend answers {status} {body[:100]!r}")
+        # The WebSocket echo backend beside it.
+        wsp = ports["ws-backend"]
+        servers["ws-backend"] = Server("ws echo backend", [a.wsbench, "echo-server", "--listen", f"127.0.0.1:{wsp}"],
+                                       os.path.join(tmp, "ws-backend.log"), pidfile)
+        wait_port(servers["ws-backend"], wsp)
 
         # --- proxies
         nd = os.path.join(tmp, "nexushub")
         os.makedirs(nd)
         conf = os.path.join(nd, "nexushub.conf")
-        write(conf, nexushub_conf(nd, ports["nexushub"], ports["backend"], cert, key))
+        write(conf, nexushub_conf(nd, ports["nexushub"], ports["backend"], cert, key, wsp))
         chk = subprocess.run([a.bin, "check", "--config", conf], capture_output=True, text=True, timeout=30)
         if chk.returncode != 0 and 'unknown key "max_connections_per_ip"' in chk.stdout + chk.stderr:
             # An older nexushub without the per-address cap: nothing to raise.
@@ -1041,7 +1344,7 @@ def cmd_run(a):
                                      os.path.join(nd, "stderr.log"), pidfile)
         gd = os.path.join(tmp, "nginx")
         os.makedirs(os.path.join(gd, "tmp"))
-        write(os.path.join(gd, "nginx.conf"), nginx_proxy_conf(gd, ports["nginx"], ports["backend"], cert, key))
+        write(os.path.join(gd, "nginx.conf"), nginx_proxy_conf(gd, ports["nginx"], ports["backend"], cert, key, wsp))
         servers["nginx"] = Server("nginx proxy", ["nginx", "-p", gd, "-e", os.path.join(gd, "error.log"),
                                                   "-c", os.path.join(gd, "nginx.conf")],
                                   os.path.join(gd, "out.log"), pidfile)
@@ -1050,7 +1353,7 @@ def cmd_run(a):
         pem = os.path.join(hd, "cert.pem")
         with open(pem, "w") as f, open(cert) as c, open(key) as k:
             f.write(c.read() + k.read())
-        write(os.path.join(hd, "haproxy.cfg"), haproxy_conf(hd, ports["haproxy"], ports["backend"], pem, os.cpu_count()))
+        write(os.path.join(hd, "haproxy.cfg"), haproxy_conf(hd, ports["haproxy"], ports["backend"], pem, os.cpu_count(), wsp))
         servers["haproxy"] = Server("haproxy", ["haproxy", "-db", "-f", os.path.join(hd, "haproxy.cfg")],
                                     os.path.join(hd, "out.log"), pidfile)
         wait_log(servers["nexushub"], r"listening on")
@@ -1071,7 +1374,8 @@ def cmd_run(a):
         results, raw = {}, {}
         dead = set()
         wrk_total = {t: 0 for t in TARGETS}
-        for key, title, path, conns, close in SCENARIOS:
+        http = a.only != "ws"
+        for key, title, path, conns, close in SCENARIOS if http else []:
             raw[key] = {t: [] for t in TARGETS}
             for phase in ["warm-up"] + [f"round {i + 1}/{a.rounds}" for i in range(a.rounds)]:
                 for t in TARGETS:
@@ -1130,7 +1434,7 @@ def cmd_run(a):
         # --- memory with idle connections
         for p in PROXIES:
             memory[p]["after_load"] = memory_kib(servers[p].pid)
-        for n in a.conns:
+        for n in a.conns if http else []:
             for p in PROXIES:
                 if p in dead:
                     continue
@@ -1151,6 +1455,9 @@ def cmd_run(a):
                                      f"{servers[p].log_text()[-600:]!r}")
                 time.sleep(1.0)  # let the proxy close the previous holder's connections
 
+        # --- WebSocket tunnels
+        ws_results, ws_memory = run_websocket(a, servers, ports, ca, pidfile, tmp, dead, anomalies)
+
         # --- nexushub's own log and access log
         ctx["nexushub_log"], bad = nexushub_log_summary(servers["nexushub"].log_text())
         if bad:
@@ -1163,7 +1470,7 @@ def cmd_run(a):
         if logged < wrk_total["nexushub"]:
             anomalies.append(f"nexushub's access log has {logged:,} lines, fewer than the {wrk_total['nexushub']:,} "
                              "requests wrk completed through it")
-        odd = {k: v for k, v in ctx["nexushub_statuses"].items() if k not in ("200", "0")}
+        odd = {k: v for k, v in ctx["nexushub_statuses"].items() if k not in ("200", "0", "101")}
         if odd:
             anomalies.append(f"nexushub's access log has statuses other than 200: {odd}")
         for p, srv in servers.items():
@@ -1177,9 +1484,11 @@ def cmd_run(a):
                 if lines:
                     anomalies.append(f"{srv.name} error.log: {len(lines)} error lines, e.g. {lines[0][:200]!r}")
 
-        report = write_report(ctx, results, memory, tls, resumption, anomalies, a.out)
-        print(report)
-        log(f"wrote {a.out}/latest.md, ratios.svg, latest.json")
+        if http:
+            print(write_report(ctx, results, memory, tls, resumption, anomalies, a.out))
+            log(f"wrote {a.out}/latest.md, ratios.svg, latest.json")
+        print(write_ws_report(ctx, ws_results, ws_memory, anomalies, a.out))
+        log(f"wrote {a.out}/websocket.md, websocket.json")
         return 0
     except BenchError as e:
         log(f"error: {e}")
@@ -1209,6 +1518,9 @@ def main():
     r.add_argument("--warmup", type=int, required=True)
     r.add_argument("--conns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000])
     r.add_argument("--hold-deadline", type=int, default=120)
+    r.add_argument("--wsbench", required=True, help="target/release/examples/wsbench")
+    r.add_argument("--only", choices=["ws"], help="ws: the WebSocket scenarios only")
+    r.add_argument("--ws-idle", type=lambda s: [int(x) for x in s.split(",") if x], default=[10000])
     h = sub.add_parser("hold")
     h.add_argument("--port", type=int, required=True)
     h.add_argument("--n", type=int, required=True)
