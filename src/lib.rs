@@ -31,32 +31,34 @@
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
 //!   manager (children, health checks, restarts, reloads, the watchdog).
-//! - [`error`]: errors and the one function that turns them into statuses;
-//!   [`access_log`]: one line per request; [`logger`]: the error and event log;
-//!   [`log_sink`]: the buffer and writer thread behind both, so that nothing
-//!   that logs waits on a disk or a pipe; [`escape`]: what keeps control
-//!   characters out of every log line; [`server`]: `nexushub run`;
-//!   [`sys`]: the only module with `unsafe`.
+//! - `error.rs` (crate-private): errors and the one function that turns them
+//!   into statuses; `access_log.rs`: one line per request; [`logger`]: the
+//!   error and event log; `log_sink.rs`: the buffer and writer thread behind
+//!   both, so that nothing that logs waits on a disk or a pipe; `escape.rs`:
+//!   what keeps control characters out of every log line; [`server`]:
+//!   `nexushub run`; [`sys`]: the only module with `unsafe`.
 //! - `whoami.rs`, the demo backend, belongs to the binary: `main.rs` declares it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod access_log;
+// The library's API: what the binary (`main.rs`, `whoami.rs`) and the fuzz
+// targets use.
 pub mod config;
-pub mod error;
-pub mod escape;
 pub mod host;
 pub mod http1;
-pub mod log_sink;
 pub mod logger;
 pub mod procman;
-// Crate-private: nothing outside the library needs the runtime's parts, and
-// `server::run` is its one door. (No `pub use` from it: main, tests and fuzz
-// need none.)
-mod proxy;
 pub mod routes;
 pub mod server;
 pub mod sys;
 pub mod time;
 pub mod tls;
 pub mod x509;
+
+// Crate-private: the proxy runtime (`server::run` is its one door) and the
+// parts only the library itself uses.
+mod access_log;
+mod error;
+mod escape;
+mod log_sink;
+mod proxy;
