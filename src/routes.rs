@@ -97,6 +97,9 @@ pub struct AppInstance {
     /// Requests being forwarded to it right now: counted by the workers, read
     /// by the process manager to drain an instance before stopping it.
     pub in_flight: Arc<AtomicUsize>,
+    /// WebSocket tunnels open to it right now: counted by the workers, read
+    /// by the process manager to keep a replaced instance while they last.
+    pub tunnels: Arc<AtomicUsize>,
 }
 
 /// Everything the process manager knows, published as one value.
@@ -119,6 +122,8 @@ pub struct Route {
     pub retry_after_secs: u64,
     /// The chosen instance's in-flight counter.
     pub in_flight: Arc<AtomicUsize>,
+    /// The chosen instance's count of open tunnels.
+    pub tunnels: Arc<AtomicUsize>,
 }
 
 /// Host name -> route. Built whole by the resolver, never mutated in place.
@@ -147,6 +152,7 @@ impl RouteMap {
                 unavailable: inst.state.describe(now),
                 retry_after_secs: inst.state.retry_after_secs(now),
                 in_flight: inst.in_flight.clone(),
+                tunnels: inst.tunnels.clone(),
             });
             for host in &inst.hosts {
                 hosts.insert(host.clone(), route.clone());
@@ -268,6 +274,7 @@ mod tests {
             last_exit: None,
             generation: gen,
             in_flight: Arc::default(),
+            tunnels: Arc::default(),
         }
     }
 

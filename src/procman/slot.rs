@@ -157,6 +157,8 @@ pub struct Slot {
     pub checker: Option<Sender<()>>,
     /// Requests being forwarded to it (counted by the workers through the route).
     pub in_flight: Arc<AtomicUsize>,
+    /// Tunnels open to it (counted by the workers through the route).
+    pub tunnels: Arc<AtomicUsize>,
     /// Healthy without a break since.
     pub healthy_since: Option<Instant>,
     /// Unhealthy without a break since.
@@ -190,6 +192,7 @@ impl Slot {
             proc: None,
             checker: None,
             in_flight: Arc::default(),
+            tunnels: Arc::default(),
             healthy_since: None,
             unhealthy_since: None,
         }
@@ -220,6 +223,7 @@ impl Slot {
             last_exit: self.last_exit.clone(),
             generation: self.generation,
             in_flight: self.in_flight.clone(),
+            tunnels: self.tunnels.clone(),
         }
     }
 

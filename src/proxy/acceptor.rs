@@ -241,6 +241,10 @@ impl Acceptor {
                     log::debug!("{peer}: closed after its linger");
                     drop(s);
                 }
+                Phase::Tunnel { .. } => {
+                    log::info!("{peer}: tunnel closed after tunnel_idle_timeout");
+                    s.close();
+                }
                 Phase::Exchange { .. } => session::expire(s, &self.access),
             }
         }

@@ -157,6 +157,7 @@ fn harness() -> Harness {
                 bytes_per_sec: 0,
                 grace: WITHIN,
             },
+            tunnel_idle_timeout: None,
         },
         counter: Arc::new(AtomicUsize::new(0)),
         deadline,
@@ -211,6 +212,10 @@ impl Harness {
             match ex.run(&mut self.conn, &self.limits, &mut self.st, false) {
                 Progress::Done(done) => return Ok(done),
                 Progress::Failed(f) => return Err(f),
+                Progress::Switched(sw) => panic!("switched: {sw:?}"),
+                Progress::Blocked(w @ Waiting::Both { .. }) => {
+                    panic!("an exchange waited on {w:?}")
+                }
                 Progress::Blocked(Waiting::Client(interest)) => {
                     self.client.pump();
                     let _ = sys::poll_one(self.conn.sock.as_raw_fd(), interest, POLL);
