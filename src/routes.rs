@@ -97,8 +97,9 @@ pub struct AppInstance {
     /// Requests being forwarded to it right now: counted by the workers, read
     /// by the process manager to drain an instance before stopping it.
     pub in_flight: Arc<AtomicUsize>,
-    /// WebSocket tunnels open to it right now: counted by the workers, read
-    /// by the process manager to keep a replaced instance while they last.
+    /// Tunnels (WebSockets) open to it right now: counted by the workers, read
+    /// by the process manager, which keeps a replaced instance alive while
+    /// they last (up to `tunnel_drain_timeout`).
     pub tunnels: Arc<AtomicUsize>,
 }
 
@@ -122,7 +123,7 @@ pub struct Route {
     pub retry_after_secs: u64,
     /// The chosen instance's in-flight counter.
     pub in_flight: Arc<AtomicUsize>,
-    /// The chosen instance's count of open tunnels.
+    /// The chosen instance's open-tunnel counter.
     pub tunnels: Arc<AtomicUsize>,
 }
 

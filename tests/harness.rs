@@ -14,7 +14,9 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::support::backend::{chunked_body, response};
 use crate::support::tls_client::PlainClient;
+use crate::support::websocket::{accept_value, Upgrade};
 use crate::support::wire::{Framing, Wire, WireError};
+use crate::support::ws_frame::{decode, Frame, Message, Opcode, Role};
 use crate::support::{
     fixture, fnv1a64, pattern, pattern_fnv, Backend, PatternCheck, TlsClient, MIB,
 };
@@ -156,6 +158,58 @@ fn harness_client_sees_close_notify_as_close() {
     assert_eq!(r.status(), 400);
     assert!(r.head.says_close());
     assert!(c.expect_closed().is_empty());
+    server.join().unwrap_or_else(|_| panic!("server panicked"));
+}
+
+#[test]
+fn harness_websocket_client_runs_over_tls_and_keeps_half_frames_across_timeouts() {
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (port, server) = tls_server(move |wire| {
+        let head = wire.read_head(8192).unwrap_or_else(|e| panic!("{e}"));
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap_or_else(|| panic!("no key in {head:?}"));
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_value(key)
+        )
+        .into_bytes();
+        let frame = Frame::new(true, Opcode::Text, &b"over tls"[..]).encode();
+        out.extend_from_slice(&frame[..5]);
+        send(wire, &out);
+        // The rest of the frame only once the client has timed out on the first half.
+        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+        send(wire, &frame[5..]);
+        let (echo, _) = loop {
+            match decode(wire.buffered(), Role::Client) {
+                Ok(Some(frame)) => break frame,
+                Ok(None) => {
+                    wire.fill().unwrap_or_else(|e| panic!("server read: {e}"));
+                }
+                Err(e) => panic!("client frame: {e}"),
+            }
+        };
+        send(
+            wire,
+            &Frame::new(true, Opcode::Binary, echo.payload).encode(),
+        );
+        close_notify(wire);
+    });
+    let client = TlsClient::connect(port, "localhost");
+    let (mut ws, _) = Upgrade::new("localhost", "/")
+        .connect(client.into_stream())
+        .unwrap_or_else(|e| panic!("upgrade over TLS: {e}"));
+    let first = ws.recv_within(Duration::from_millis(300));
+    assert!(matches!(first, Ok(None)), "{first:?}");
+    let _ = go_tx.send(());
+    assert_eq!(ws.recv().ok(), Some(Message::text("over tls")));
+    let body = pattern(100_000);
+    ws.send_binary(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ws.recv().ok(), Some(Message::Binary(body)));
+    let end = ws.recv();
+    assert!(matches!(end, Err(ref e) if e.is_close()), "{end:?}");
     server.join().unwrap_or_else(|_| panic!("server panicked"));
 }
 

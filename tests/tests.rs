@@ -4,7 +4,7 @@
 //!
 //! Every test starts its own processes in its own temp dir, so they run in parallel;
 //! every socket has a read timeout and every wait a deadline. Shared helpers live in
-//! `support/`; `harness` tests those helpers without nexushub.
+//! `support/`; `harness` and `websocket_peers` test those helpers without nexushub.
 
 mod support;
 
@@ -22,4 +22,5 @@ mod proxy_never_wrong;
 mod proxy_slow;
 mod proxy_smuggling;
 mod proxy_status;
+mod websocket_peers;
 mod whoami;

@@ -33,11 +33,39 @@ pub struct StopOrder {
     kill_at: Instant,
     termed: bool,
     killed: bool,
-    /// For a drain: SIGTERM waits while this counts requests in flight ...
-    busy: Option<Arc<AtomicUsize>>,
-    /// ... but not past this.
-    term_by: Instant,
+    /// For a drain: what SIGTERM waits for.
+    busy: Option<Drain>,
     grace: Duration,
+}
+
+/// What a draining instance's SIGTERM waits for: the requests it is still
+/// answering, up to `shutdown_grace`, and the tunnels (WebSockets) open to it,
+/// up to `tunnel_drain_timeout`: a tunnel lives for as long as its client
+/// stays, so it gets a deadline of its own.
+#[derive(Debug)]
+pub struct Drain {
+    /// Requests forwarded to the instance right now ...
+    pub in_flight: Arc<AtomicUsize>,
+    /// ... waited for until then.
+    pub requests_by: Instant,
+    /// Tunnels open to the instance right now ...
+    pub tunnels: Arc<AtomicUsize>,
+    /// ... waited for until then.
+    pub tunnels_by: Instant,
+}
+
+impl Drain {
+    /// When SIGTERM is held back at `now`, the latest it may be held to.
+    fn holds_until(&self, now: Instant) -> Option<Instant> {
+        let requests = self.in_flight.load(Ordering::SeqCst) > 0 && now < self.requests_by;
+        let tunnels = self.tunnels.load(Ordering::SeqCst) > 0 && now < self.tunnels_by;
+        match (requests, tunnels) {
+            (false, false) => None,
+            (true, false) => Some(self.requests_by),
+            (false, true) => Some(self.tunnels_by),
+            (true, true) => Some(self.requests_by.max(self.tunnels_by)),
+        }
+    }
 }
 
 impl StopOrder {
@@ -49,31 +77,38 @@ impl StopOrder {
             termed: false,
             killed: false,
             busy: None,
-            term_by: term_at,
             grace,
         }
     }
 
-    /// A drain: SIGTERM at `term_at` or, while `busy` counts requests in flight,
-    /// as soon as it is back to zero, but no later than `grace` after `term_at`.
-    pub fn draining(term_at: Instant, grace: Duration, busy: Arc<AtomicUsize>) -> StopOrder {
+    /// A drain: SIGTERM at `term_at` or, while `drain` holds it back (requests
+    /// in flight, open tunnels), as soon as it no longer does.
+    pub fn draining(term_at: Instant, grace: Duration, drain: Drain) -> StopOrder {
         StopOrder {
-            busy: Some(busy),
-            term_by: term_at + grace,
+            busy: Some(drain),
             ..StopOrder::new(term_at, grace)
         }
     }
 
+    /// When SIGTERM is due: `Some(at)` with `at <= now` means now.
+    fn term_due(&mut self, now: Instant) -> Option<Instant> {
+        if self.termed {
+            return None;
+        }
+        if now >= self.term_at {
+            if let Some(until) = self.busy.as_ref().and_then(|d| d.holds_until(now)) {
+                // Still answering requests or carrying tunnels: look again shortly.
+                self.term_at = (now + DRAIN_POLL).min(until);
+                self.kill_at = self.term_at + self.grace;
+                return Some(self.term_at);
+            }
+        }
+        Some(self.term_at)
+    }
+
     /// Sends the signals that are due to the group of `pid`.
     pub fn drive(&mut self, name: &str, pid: u32, now: Instant) {
-        if !self.termed && now >= self.term_at {
-            let in_flight = self.busy.as_ref().map_or(0, |b| b.load(Ordering::SeqCst));
-            if in_flight > 0 && now < self.term_by {
-                // Requests are still being answered: look again shortly.
-                self.term_at = (now + DRAIN_POLL).min(self.term_by);
-                self.kill_at = self.term_at + self.grace;
-                return;
-            }
+        if self.term_due(now).is_some_and(|at| at <= now) {
             self.termed = true;
             if let Err(e) = sys::signal_group(pid, GroupSignal::Term) {
                 log::debug!("app {name}: SIGTERM to group {pid}: {e}");
@@ -228,9 +263,17 @@ impl Slot {
     }
 
     /// Takes it out of service: state `Stopping`, checker stopped, and its
-    /// process's stop ordered: SIGTERM after `drain`, SIGKILL `grace` later. A
-    /// stop already under way (a drain, a restart) is hurried, never delayed.
-    pub fn retire(&mut self, now: Instant, drain: Duration, grace: Duration) {
+    /// process's stop ordered: SIGTERM after `drain` (held back while requests
+    /// are answered, up to `grace` more, and while tunnels are open, up to
+    /// `tunnel_drain`), SIGKILL `grace` later. A stop already under way (a
+    /// drain, a restart) is hurried, never delayed.
+    pub fn retire(
+        &mut self,
+        now: Instant,
+        drain: Duration,
+        grace: Duration,
+        tunnel_drain: Duration,
+    ) {
         self.retiring = true;
         self.checker = None;
         self.state = InstanceState::Stopping;
@@ -238,7 +281,16 @@ impl Slot {
             let order = if drain.is_zero() {
                 StopOrder::new(now, grace)
             } else {
-                StopOrder::draining(now + drain, grace, self.in_flight.clone())
+                StopOrder::draining(
+                    now + drain,
+                    grace,
+                    Drain {
+                        in_flight: self.in_flight.clone(),
+                        requests_by: now + drain + grace,
+                        tunnels: self.tunnels.clone(),
+                        tunnels_by: now + drain + tunnel_drain,
+                    },
+                )
             };
             match &mut p.stop {
                 Some(stop) => {
@@ -540,11 +592,74 @@ mod tests {
         assert_eq!(s.state, InstanceState::Starting);
     }
 
+    /// A drain from `t0`: SIGTERM due at `t0`, requests waited for 10 s,
+    /// tunnels 300 s; the two counters to play with.
+    fn drain_order(t0: Instant) -> (StopOrder, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (requests, tunnels) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let order = StopOrder::draining(
+            t0,
+            Duration::from_secs(10),
+            Drain {
+                in_flight: requests.clone(),
+                requests_by: t0 + Duration::from_secs(10),
+                tunnels: tunnels.clone(),
+                tunnels_by: t0 + Duration::from_secs(300),
+            },
+        );
+        (order, requests, tunnels)
+    }
+
+    fn at_s(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_idle_instance_is_termed_when_its_drain_delay_ends() {
+        let t0 = Instant::now();
+        let (mut order, _, _) = drain_order(t0);
+        assert_eq!(order.term_due(t0), Some(t0));
+    }
+
+    #[test]
+    fn requests_in_flight_hold_sigterm_back_up_to_the_grace() {
+        let t0 = Instant::now();
+        let (mut order, requests, _) = drain_order(t0);
+        requests.store(1, Ordering::SeqCst);
+        let at = order.term_due(at_s(t0, 1)).expect("due");
+        assert!(at > at_s(t0, 1), "held back while a request is answered");
+        // Past the grace, a request still in flight no longer holds it.
+        let now = at_s(t0, 10);
+        assert!(order.term_due(now).is_some_and(|at| at <= now));
+    }
+
+    #[test]
+    fn open_tunnels_hold_sigterm_back_up_to_their_own_deadline() {
+        let t0 = Instant::now();
+        let (mut order, _, tunnels) = drain_order(t0);
+        tunnels.store(2, Ordering::SeqCst);
+        // Well past the requests' grace, a tunnel still holds it.
+        let at = order.term_due(at_s(t0, 60)).expect("due");
+        assert!(at > at_s(t0, 60) && at <= at_s(t0, 300), "{at:?}");
+        // The last tunnel closes: SIGTERM at once.
+        tunnels.store(0, Ordering::SeqCst);
+        let now = at_s(t0, 61);
+        assert!(order.term_due(now).is_some_and(|at| at <= now));
+    }
+
+    #[test]
+    fn tunnels_past_their_deadline_no_longer_hold_sigterm() {
+        let t0 = Instant::now();
+        let (mut order, _, tunnels) = drain_order(t0);
+        tunnels.store(1, Ordering::SeqCst);
+        let now = at_s(t0, 300);
+        assert!(order.term_due(now).is_some_and(|at| at <= now));
+    }
+
     #[test]
     fn retiring_ignores_health() {
         let now = Instant::now();
         let mut s = Slot::new(1, &upstream(), 1, now);
-        s.retire(now, Duration::ZERO, Duration::ZERO);
+        s.retire(now, Duration::ZERO, Duration::ZERO, Duration::ZERO);
         assert!(!s.on_health(Ok(()), now, &mut Vec::new()));
         assert_eq!(s.state, InstanceState::Stopping);
     }

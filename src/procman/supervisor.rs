@@ -279,7 +279,8 @@ impl Supervisor {
     /// `drain`, SIGKILL `shutdown_grace` later.
     fn retire(&mut self, i: usize, now: Instant, drain: Duration) {
         let grace = self.grace();
-        self.slots[i].retire(now, drain, grace);
+        let tunnel_drain = self.config.proxy.tunnel_drain_timeout;
+        self.slots[i].retire(now, drain, grace, tunnel_drain);
         self.dirty = true;
     }
 
@@ -589,7 +590,7 @@ impl Supervisor {
             secs(grace)
         );
         for s in &mut self.slots {
-            s.retire(now, Duration::ZERO, grace);
+            s.retire(now, Duration::ZERO, grace, Duration::ZERO);
         }
         self.dirty = true;
     }

@@ -171,6 +171,8 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         204 => "No Content",
         304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         500 => "Internal Server Error",
         _ => "Whatever",

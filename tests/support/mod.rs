@@ -1,16 +1,22 @@
 //! Shared helpers for the integration tests: the running binary, a TLS client, a
-//! scriptable backend, and the few pure functions (hash, test pattern) they agree on.
+//! scriptable backend, WebSocket peers, and the few pure functions (hash, test
+//! pattern) they agree on.
 //!
 //! Everything here is synchronous and bounded: every socket has a timeout, every wait
 //! has a deadline, and a helper that cannot make progress panics with what it saw
 //! (the log lines of the binary, the bytes read so far) so that a failing test says why.
 
 pub mod backend;
+pub mod base64;
 pub mod nexus;
 pub mod process;
 pub mod procfs;
+pub mod sha1;
 pub mod tls_client;
+pub mod websocket;
 pub mod wire;
+pub mod ws_backend;
+pub mod ws_frame;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -306,6 +306,19 @@ impl Socket for TcpStream {
 }
 
 impl<S: Read + Write + Socket> Client<S> {
+    /// The stream, to speak another protocol on it (a WebSocket after a handshake
+    /// done by hand, say); panics if bytes were read past the last response.
+    pub fn into_stream(self) -> S {
+        let (stream, rest) = self.wire.into_parts();
+        assert!(
+            rest.is_empty(),
+            "{} bytes read past the last response: {:?}",
+            rest.len(),
+            String::from_utf8_lossy(&rest)
+        );
+        stream
+    }
+
     /// Sets the read timeout of the socket.
     pub fn set_read_timeout(&mut self, d: Duration) {
         self.wire

@@ -120,6 +120,12 @@ impl<S: Read> Wire<S> {
         &self.inner
     }
 
+    /// The stream and the bytes read from it but not consumed yet.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        let rest = self.buf[self.pos..].to_vec();
+        (self.inner, rest)
+    }
+
     /// Bytes read from the stream but not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..]
