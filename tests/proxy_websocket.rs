@@ -1,0 +1,303 @@
+//! WebSocket tunnels through the real binary: a real RFC 6455 client over TLS
+//! (`support/websocket.rs`) against a real WebSocket backend on loopback
+//! (`support/ws_backend.rs`). The handshake is relayed, messages go both ways
+//! unchanged (small, 8 MiB, both sides at once, the server first, one pipelined
+//! with the upgrade), closes and drops reach the other side promptly, idle
+//! tunnels cost no worker, and only a WebSocket upgrade the app agreed to opens
+//! a tunnel.
+
+use std::time::{Duration, Instant};
+
+use crate::support::backend::response;
+use crate::support::tls_client::TlsStream;
+use crate::support::websocket::{Upgrade, WebSocket, WsError};
+use crate::support::ws_backend::{Behaviour, End, WsBackend};
+use crate::support::ws_frame::{Close, Message};
+use crate::support::{pattern, Backend, Conf, Nexus, Reply, HELLO, START_TIMEOUT};
+
+/// How soon one side's close or drop must reach the other through the tunnel.
+const PROMPTLY: Duration = Duration::from_secs(1);
+
+/// A WebSocket opened through `nexus` to `HELLO` at `path`.
+fn open(nexus: &Nexus, path: &str) -> WebSocket<TlsStream> {
+    open_with(nexus, Upgrade::new(HELLO, path))
+}
+
+fn open_with(nexus: &Nexus, upgrade: Upgrade) -> WebSocket<TlsStream> {
+    let stream = nexus.client(HELLO).into_stream();
+    let (ws, head) = upgrade
+        .connect(stream)
+        .unwrap_or_else(|e| panic!("upgrade through nexushub: {e}\n{}", nexus.dump()));
+    assert_eq!(head.status, 101);
+    ws
+}
+
+fn recv(ws: &mut WebSocket<TlsStream>) -> Message {
+    ws.recv()
+        .unwrap_or_else(|e| panic!("receiving through the tunnel: {e}"))
+}
+
+#[test]
+fn handshake_is_relayed_and_small_messages_echo_both_ways() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let upgrade = Upgrade::new(HELLO, "/chat?room=1").header("Sec-WebSocket-Protocol", "chat");
+    let mut ws = open_with(&nexus, upgrade.clone());
+    for text in ["hello", "", "ünïcödé"] {
+        ws.send_text(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recv(&mut ws), Message::text(text));
+    }
+    ws.send_binary(&[0, 1, 2, 255])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::Binary(vec![0, 1, 2, 255]));
+    let seen = backend.seen();
+    let req = &seen.requests[0];
+    assert_eq!(req.header("sec-websocket-key"), Some(upgrade.key()));
+    assert_eq!(req.header("sec-websocket-protocol"), Some("chat"));
+    assert_eq!(req.header("upgrade"), Some("websocket"));
+    let mark = nexus.log_mark();
+    let answer = ws.close(1000, "done").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.map(|c| c.code), Some(1000));
+    ws.expect_eof().unwrap_or_else(|e| panic!("{e}"));
+    let ends = backend.wait_ends(1, START_TIMEOUT);
+    assert!(matches!(ends[0].1, End::ClientClosed(_)), "{ends:?}");
+    // The app's end reached the client; the client's ends the tunnel.
+    drop(ws);
+    // One line for the tunnel when it ends: 101, bytes each way.
+    // Frames as sent: the client's masked (6 bytes of header each), the app's
+    // not (2): 4 messages and a close each way.
+    let (_, line) = nexus.wait_log_after(mark, "\"GET /chat?room=1\" 101 ", START_TIMEOUT);
+    let (in_bytes, out_bytes) = (11 + 6 + 17 + 10 + 12, 7 + 2 + 13 + 6 + 4);
+    assert!(line.contains(&format!(" 101 {out_bytes} ")), "{line}");
+    assert!(line.ends_with(&format!(" hello in={in_bytes}")), "{line}");
+}
+
+#[test]
+fn an_8_mib_message_echoes_whole() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    let body = pattern(8 << 20);
+    // Sent while the echo comes back: a client that only sent would fill the
+    // tunnel's buffers both ways and wait on itself.
+    let mut got = ws
+        .send_while_receiving(Message::Binary(body.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    if got.is_empty() {
+        got.push(recv(&mut ws));
+    }
+    assert_eq!(got.len(), 1);
+    assert!(got[0] == Message::Binary(body), "the echo differs");
+}
+
+#[test]
+fn both_sides_sending_at_once_do_not_deadlock() {
+    let len = 4 << 20;
+    let backend = WsBackend::start(Behaviour::SendWhileReading(len));
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    let mine = pattern(3 << 20);
+    let mut got = ws
+        .send_while_receiving(Message::Binary(mine.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    if got.is_empty() {
+        got.push(recv(&mut ws));
+    }
+    assert!(got[0] == Message::Binary(pattern(len as usize)), "{got:?}");
+    let seen = backend
+        .wait(START_TIMEOUT, |s| !s.data().is_empty())
+        .unwrap_or_else(|s| panic!("the backend got nothing: {s:?}"));
+    assert!(*seen.data()[0] == Message::Binary(mine));
+}
+
+#[test]
+fn the_server_may_speak_first_in_the_same_write_as_its_101() {
+    let backend = WsBackend::start(Behaviour::Greet("welcome".into()));
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    assert_eq!(recv(&mut ws), Message::text("welcome"));
+    ws.send_text("after").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("after"));
+}
+
+#[test]
+fn a_frame_pipelined_behind_the_upgrade_request_reaches_the_app() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open_with(
+        &nexus,
+        Upgrade::new(HELLO, "/").pipelined(Message::text("early")),
+    );
+    assert_eq!(recv(&mut ws), Message::text("early"));
+}
+
+#[test]
+fn ping_is_answered_by_the_app_through_the_tunnel() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    ws.send(Message::Ping(b"are you there".to_vec()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::Pong(b"are you there".to_vec()));
+}
+
+#[test]
+fn the_app_closing_reaches_the_client_promptly() {
+    let backend = WsBackend::start(Behaviour::CloseAfter(1));
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    let started = Instant::now();
+    // The client answers the app's close (recv does), then the app closes TCP.
+    assert_eq!(recv(&mut ws), Message::Close(Some(Close::new(1000, "bye"))));
+    ws.expect_eof().unwrap_or_else(|e| panic!("{e}"));
+    assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+    let ends = backend.wait_ends(1, START_TIMEOUT);
+    assert!(matches!(ends[0].1, End::ServerClosed(_)), "{ends:?}");
+}
+
+#[test]
+fn the_app_dropping_reaches_the_client_promptly() {
+    let backend = WsBackend::start(Behaviour::DropAfter(1));
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    let started = Instant::now();
+    let end = ws.recv();
+    assert!(matches!(end, Err(ref e) if e.is_close()), "{end:?}");
+    assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+}
+
+#[test]
+fn the_client_dropping_reaches_the_app_promptly() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    let started = Instant::now();
+    ws.drop_tcp();
+    let ends = backend.wait_ends(1, START_TIMEOUT);
+    assert!(started.elapsed() < PROMPTLY, "{:?}", started.elapsed());
+    assert!(matches!(ends[0].1, End::Vanished(_)), "{ends:?}");
+}
+
+#[test]
+fn a_tunnel_outlives_idle_timeout() {
+    let backend = WsBackend::echo();
+    let conf = Conf::new()
+        .set("idle_timeout", "1")
+        .app("hello", HELLO, backend.addr());
+    let nexus = Nexus::start(&conf);
+    let mut ws = open(&nexus, "/");
+    // Quiet for twice idle_timeout: nothing comes, not even a close.
+    let quiet = ws.recv_within(Duration::from_millis(2500));
+    assert!(matches!(quiet, Ok(None)), "{quiet:?}");
+    ws.send_text("still here").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("still here"));
+}
+
+#[test]
+fn tunnel_idle_timeout_closes_a_silent_tunnel() {
+    let backend = WsBackend::echo();
+    let conf = Conf::new()
+        .set("tunnel_idle_timeout", "1")
+        .app("hello", HELLO, backend.addr());
+    let nexus = Nexus::start(&conf);
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    let started = Instant::now();
+    let end = ws.recv();
+    assert!(matches!(end, Err(ref e) if e.is_close()), "{end:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let ends = backend.wait_ends(1, START_TIMEOUT);
+    assert!(matches!(ends[0].1, End::Vanished(_)), "{ends:?}");
+    nexus.wait_log("tunnel closed after tunnel_idle_timeout", START_TIMEOUT);
+}
+
+#[test]
+fn an_app_refusing_the_upgrade_answers_as_usual() {
+    let backend = WsBackend::start(Behaviour::Refuse);
+    let nexus = Nexus::hello(backend.addr());
+    let stream = nexus.client(HELLO).into_stream();
+    match Upgrade::new(HELLO, "/").connect(stream) {
+        Err(WsError::Handshake {
+            head: Some(head), ..
+        }) => assert_eq!(head.status, 403),
+        other => panic!("expected a 403, got {:?}", other.map(|(_, h)| h)),
+    }
+}
+
+#[test]
+fn a_101_nobody_asked_for_is_a_502() {
+    let backend = WsBackend::start(Behaviour::Unsolicited101);
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    let r = c.get(HELLO, "/plain");
+    assert_eq!(r.status(), 502, "{}", r.summary());
+}
+
+#[test]
+fn a_101_to_another_protocol_is_a_502() {
+    let backend = WsBackend::start(Behaviour::OtherProtocol);
+    let nexus = Nexus::hello(backend.addr());
+    let stream = nexus.client(HELLO).into_stream();
+    match Upgrade::new(HELLO, "/").connect(stream) {
+        Err(WsError::Handshake {
+            head: Some(head), ..
+        }) => assert_eq!(head.status, 502),
+        other => panic!("expected a 502, got {:?}", other.map(|(_, h)| h)),
+    }
+}
+
+#[test]
+fn h2c_is_never_tunnelled() {
+    let backend = Backend::http(|_| Reply::keep(response(200, &[], b"plain")));
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(
+        format!("GET / HTTP/1.1\r\nHost: {HELLO}\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            .as_bytes(),
+    );
+    let r = c.response();
+    assert_eq!((r.status(), r.text()), (200, "plain".to_string()));
+    let seen = backend.only();
+    assert!(!seen.has("upgrade"), "{}", seen.head_text());
+    assert!(!seen.has("http2-settings"), "{}", seen.head_text());
+}
+
+#[test]
+fn idle_tunnels_hold_no_worker() {
+    let ws_backend = WsBackend::echo();
+    let plain = Backend::ok("plain");
+    let conf = Conf::new()
+        .set("workers", "2")
+        .app("hello", HELLO, ws_backend.addr())
+        .app("plain", "plain.test.localhost", plain.addr());
+    let nexus = Nexus::start(&conf);
+    let mut tunnels: Vec<_> = (0..20).map(|_| open(&nexus, "/")).collect();
+    let started = Instant::now();
+    for i in 0..10 {
+        let mut c = nexus.client("plain.test.localhost");
+        let r = c.get("plain.test.localhost", &format!("/{i}"));
+        assert_eq!((r.status(), r.text()), (200, "plain".to_string()));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // And every tunnel still works.
+    for (i, ws) in tunnels.iter_mut().enumerate() {
+        let text = format!("tunnel {i}");
+        ws.send_text(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recv(ws), Message::Text(text));
+    }
+}
