@@ -6,6 +6,8 @@
 //! tunnels cost no worker, and only a WebSocket upgrade the app agreed to opens
 //! a tunnel.
 
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::backend::response;
@@ -13,7 +15,7 @@ use crate::support::tls_client::TlsStream;
 use crate::support::websocket::{Upgrade, WebSocket, WsError};
 use crate::support::ws_backend::{Behaviour, End, WsBackend};
 use crate::support::ws_frame::{Close, Message};
-use crate::support::{pattern, Backend, Conf, Nexus, Reply, HELLO, START_TIMEOUT};
+use crate::support::{find, lock, pattern, Backend, Conf, Nexus, Reply, HELLO, START_TIMEOUT};
 
 /// How soon one side's close or drop must reach the other through the tunnel.
 const PROMPTLY: Duration = Duration::from_secs(1);
@@ -300,4 +302,92 @@ fn idle_tunnels_hold_no_worker() {
         ws.send_text(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(recv(ws), Message::Text(text));
     }
+}
+
+#[test]
+fn sigterm_closes_open_tunnels_and_exits() {
+    let backend = WsBackend::echo();
+    let mut nexus = Nexus::start(&Conf::new().set("shutdown_grace", "5").app(
+        "hello",
+        HELLO,
+        backend.addr(),
+    ));
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    let started = Instant::now();
+    nexus.sigterm();
+    let end = ws.recv();
+    assert!(matches!(end, Err(ref e) if e.is_close()), "{end:?}");
+    let status = nexus.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", nexus.dump());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not within shutdown_grace: {:?}",
+        started.elapsed()
+    );
+    let ends = backend.wait_ends(1, START_TIMEOUT);
+    assert!(matches!(ends[0].1, End::Vanished(_)), "{ends:?}");
+}
+
+/// Events of the SSE test, and their spacing.
+const EVENTS: usize = 10;
+const EVENT_EVERY: Duration = Duration::from_millis(50);
+
+#[test]
+fn server_sent_events_reach_the_client_as_they_are_sent() {
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let record = Arc::clone(&sent);
+    let backend = Backend::raw(move |mut conn, _| {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded by the socket's read timeout; a health check sends nothing.
+        while find(&head, b"\r\n\r\n").is_none() {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let start = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if conn.write_all(start).is_err() {
+            return;
+        }
+        for i in 0..EVENTS {
+            // The app's pace: one event every EVENT_EVERY.
+            std::thread::sleep(EVENT_EVERY);
+            let event = format!("data: {i}\n\n");
+            let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+            lock(&record).push(Instant::now());
+            if conn.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let _ = conn.write_all(b"0\r\n\r\n");
+    });
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    c.send(
+        format!("GET /events HTTP/1.1\r\nHost: {HELLO}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    );
+    let head = c.final_head();
+    assert_eq!(head.status, 200);
+    let mut arrived = Vec::new();
+    let mut body = Vec::new();
+    c.body(&head, "GET", &mut |b| {
+        body.extend_from_slice(b);
+        let events = body.windows(2).filter(|w| w == b"\n\n").count();
+        while arrived.len() < events {
+            arrived.push(Instant::now());
+        }
+    })
+    .unwrap_or_else(|e| panic!("reading the event stream: {e}"));
+    let sent = lock(&sent).clone();
+    assert_eq!((sent.len(), arrived.len()), (EVENTS, EVENTS));
+    let mut delays: Vec<Duration> = sent.iter().zip(&arrived).map(|(s, a)| *a - *s).collect();
+    delays.sort();
+    // Within a few milliseconds as a rule; a loaded test machine may hold one
+    // event back now and then, never a buffer's worth.
+    assert!(delays[EVENTS / 2] < Duration::from_millis(10), "{delays:?}");
+    assert!(delays[EVENTS - 1] < EVENT_EVERY, "{delays:?}");
 }
