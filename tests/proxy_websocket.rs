@@ -391,3 +391,58 @@ fn server_sent_events_reach_the_client_as_they_are_sent() {
     assert!(delays[EVENTS / 2] < Duration::from_millis(10), "{delays:?}");
     assert!(delays[EVENTS - 1] < EVENT_EVERY, "{delays:?}");
 }
+
+/// The 101 a raw backend sends: the proxy checks `Upgrade` and `Connection`,
+/// not the WebSocket accept value (that is the client's to check).
+const RAW_101: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+#[test]
+fn a_half_close_is_passed_on_and_the_other_way_goes_on() {
+    // The app reads until the client's end, then answers and closes.
+    let backend = Backend::raw(|mut conn, _| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded by the socket's read timeout; a health check sends nothing.
+        let head_end = loop {
+            if let Some(at) = find(&got, b"\r\n\r\n") {
+                break at + 4;
+            }
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        };
+        if conn.write_all(RAW_101).is_err() {
+            return;
+        }
+        let mut tunnel = got.split_off(head_end);
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => tunnel.extend_from_slice(&buf[..n]),
+                Err(_) => return,
+            }
+        }
+        let _ = conn.write_all(format!("got {:?}", String::from_utf8_lossy(&tunnel)).as_bytes());
+    });
+    let nexus = Nexus::hello(backend.addr());
+    let mut c = nexus.client(HELLO);
+    let mut req = Upgrade::new(HELLO, "/half").request();
+    req.extend_from_slice(b"hello");
+    c.send(&req);
+    let head = c.head();
+    assert_eq!(head.status, 101, "{:?}", head.raw);
+    c.send(b" world");
+    let mark = nexus.log_mark();
+    // A FIN, no close_notify: the client is done sending, and still reads.
+    c.shutdown_write();
+    let (rest, closed) = c.read_until_close();
+    assert_eq!(String::from_utf8_lossy(&rest), "got \"hello world\"");
+    assert!(closed.is_ok(), "{closed:?}");
+    let (_, line) = nexus.wait_log_after(mark, "\"GET /half\" 101 ", START_TIMEOUT);
+    assert!(
+        line.contains(" 101 17 ") && line.ends_with(" in=11"),
+        "{line}"
+    );
+}

@@ -466,6 +466,7 @@ fn open_tunnel(s: &mut Session, ex: Exchange, sw: Switch, sh: &Shared) -> Next {
         app,
         started,
         conn.peer,
+        conn.buf.len(),
         sh.access.clone(),
         tunnels.as_ref(),
     );

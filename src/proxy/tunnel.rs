@@ -110,8 +110,9 @@ pub(crate) struct Tunnel {
 
 impl Tunnel {
     /// The tunnel an exchange of `req` with `app` switched to, counted in
-    /// `tunnels` (the instance's) while it lives. The 101 head is the
-    /// caller's to send.
+    /// `tunnels` (the instance's) while it lives; `early` client bytes came
+    /// behind the upgrade request (they wait in `conn.buf`). The 101 head is
+    /// the caller's to send.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         sw: Switch,
@@ -119,6 +120,7 @@ impl Tunnel {
         app: Arc<str>,
         started: Instant,
         peer: SocketAddr,
+        early: usize,
         access: Arc<AccessLog>,
         tunnels: Option<&Arc<AtomicUsize>>,
     ) -> Tunnel {
@@ -130,7 +132,7 @@ impl Tunnel {
             backend_eof: false,
             backend_shut: false,
             client_shut: false,
-            from_client: 0,
+            from_client: early as u64,
             from_backend,
             started,
             req,
