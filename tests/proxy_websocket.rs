@@ -7,15 +7,19 @@
 //! a tunnel.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::backend::response;
+use crate::support::procfs::rss_kib;
 use crate::support::tls_client::TlsStream;
-use crate::support::websocket::{Upgrade, WebSocket, WsError};
+use crate::support::websocket::{accept_value, Upgrade, WebSocket, WsError};
 use crate::support::ws_backend::{Behaviour, End, WsBackend};
 use crate::support::ws_frame::{Close, Message};
-use crate::support::{find, lock, pattern, Backend, Conf, Nexus, Reply, HELLO, START_TIMEOUT};
+use crate::support::{
+    find, lock, pattern, pattern_block, Backend, Conf, Nexus, Reply, HELLO, START_TIMEOUT,
+};
 
 /// How soon one side's close or drop must reach the other through the tunnel.
 const PROMPTLY: Duration = Duration::from_secs(1);
@@ -444,5 +448,91 @@ fn a_half_close_is_passed_on_and_the_other_way_goes_on() {
     assert!(
         line.contains(" 101 17 ") && line.ends_with(" in=11"),
         "{line}"
+    );
+}
+
+/// What the backpressure test has the app send: far more than every buffer
+/// on the way holds.
+const FLOOD_BYTES: u64 = 64 << 20;
+
+#[test]
+fn a_client_that_does_not_read_slows_the_app_and_memory_stays_bounded() {
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&written);
+    // After its 101, the app sends one binary message of FLOOD_BYTES as fast
+    // as the tunnel takes it, counting what its socket took.
+    let backend = Backend::raw(move |mut conn, _| {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded by the socket's read timeout; a health check sends nothing.
+        while find(&head, b"\r\n\r\n").is_none() {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let Some(key) = text.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_string())
+        }) else {
+            return;
+        };
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_value(&key)
+        )
+        .into_bytes();
+        out.extend_from_slice(&[0x82, 127]);
+        out.extend_from_slice(&FLOOD_BYTES.to_be_bytes());
+        if conn.write_all(&out).is_err() {
+            return;
+        }
+        let block = pattern_block();
+        let mut left = FLOOD_BYTES as usize;
+        while left > 0 {
+            // From where the last write stopped, so the pattern runs on.
+            let at = (FLOOD_BYTES as usize - left) % block.len();
+            let n = left.min(block.len() - at);
+            match conn.write(&block[at..at + n]) {
+                Ok(k) => {
+                    left -= k;
+                    counter.fetch_add(k as u64, Ordering::SeqCst);
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let nexus = Nexus::hello(backend.addr());
+    let before = rss_kib(nexus.pid()).unwrap_or_else(|| panic!("no RSS for nexushub"));
+    let mut ws = open(&nexus, "/flood");
+    // The client reads nothing: the app must stall once the buffers on the
+    // way are full (no progress for 300 ms), far short of the whole message.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last = (written.load(Ordering::SeqCst), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "the app never stalled");
+        std::thread::sleep(Duration::from_millis(20));
+        let now = written.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let stalled_at = last.0;
+    assert!(
+        stalled_at < FLOOD_BYTES / 4,
+        "the app sent {stalled_at} bytes"
+    );
+    let during = rss_kib(nexus.pid()).unwrap_or_else(|| panic!("no RSS for nexushub"));
+    assert!(
+        during < before + 8 * 1024,
+        "nexushub grew from {before} KiB to {during} KiB with {stalled_at} bytes in flight"
+    );
+    // Reading, the client gets it all, unchanged.
+    let got = recv(&mut ws);
+    assert!(
+        got == Message::Binary(pattern(FLOOD_BYTES as usize)),
+        "the message differs"
     );
 }

@@ -99,8 +99,11 @@ pub(crate) struct Tunnel {
     from_backend: u64,
     /// When the upgrade request's head was complete.
     started: Instant,
-    /// What the access-log line says of it.
-    req: Request,
+    /// What the access-log line says of it (of the request, only what the
+    /// line shows: an idle tunnel keeps no header).
+    host: String,
+    method: String,
+    target: String,
     app: Arc<str>,
     status: u16,
     peer: SocketAddr,
@@ -135,7 +138,9 @@ impl Tunnel {
             from_client: early as u64,
             from_backend,
             started,
-            req,
+            host: req.host,
+            method: req.method,
+            target: req.target,
             app,
             status: sw.status,
             peer,
@@ -250,8 +255,12 @@ impl Tunnel {
                 break;
             }
         }
+        // What a burst grew is given back while the tunnel waits.
         if conn.buf.is_empty() {
             conn.trim_idle();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = Vec::new();
         }
         let client = if client_blocked {
             Interest::Write
@@ -288,9 +297,9 @@ impl Drop for Tunnel {
         }
         self.access.log(&Entry {
             client: self.peer,
-            host: &self.req.host,
-            method: &self.req.method,
-            path: &self.req.target,
+            host: &self.host,
+            method: &self.method,
+            path: &self.target,
             status: self.status,
             bytes: self.from_backend,
             duration: self.started.elapsed(),
