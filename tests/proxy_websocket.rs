@@ -164,6 +164,31 @@ fn the_app_closing_reaches_the_client_promptly() {
 }
 
 #[test]
+fn a_client_that_never_closes_after_the_apps_end_is_let_go_after_idle_timeout() {
+    let backend = WsBackend::start(Behaviour::CloseAfter(1));
+    let conf = Conf::new()
+        .set("idle_timeout", "1")
+        .app("hello", HELLO, backend.addr());
+    let nexus = Nexus::start(&conf);
+    let mut ws = open(&nexus, "/");
+    ws.send_text("one").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(&mut ws), Message::text("one"));
+    assert_eq!(recv(&mut ws), Message::Close(Some(Close::new(1000, "bye"))));
+    ws.expect_eof().unwrap_or_else(|e| panic!("{e}"));
+    // The client keeps its socket open: the half-closed tunnel goes after
+    // idle_timeout, not after tunnel_idle_timeout's ten minutes.
+    let started = Instant::now();
+    nexus.wait_log("idle tunnel closed", START_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    nexus.wait_log("\"GET /\" 101 ", START_TIMEOUT);
+    drop(ws);
+}
+
+#[test]
 fn the_app_dropping_reaches_the_client_promptly() {
     let backend = WsBackend::start(Behaviour::DropAfter(1));
     let nexus = Nexus::hello(backend.addr());
@@ -225,7 +250,7 @@ fn tunnel_idle_timeout_closes_a_silent_tunnel() {
     );
     let ends = backend.wait_ends(1, START_TIMEOUT);
     assert!(matches!(ends[0].1, End::Vanished(_)), "{ends:?}");
-    nexus.wait_log("tunnel closed after tunnel_idle_timeout", START_TIMEOUT);
+    nexus.wait_log("idle tunnel closed", START_TIMEOUT);
 }
 
 #[test]

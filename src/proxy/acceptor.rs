@@ -242,7 +242,8 @@ impl Acceptor {
                     drop(s);
                 }
                 Phase::Tunnel { .. } => {
-                    log::info!("{peer}: tunnel closed after tunnel_idle_timeout");
+                    // tunnel_idle_timeout, or idle_timeout once half-closed.
+                    log::info!("{peer}: idle tunnel closed");
                     s.close();
                 }
                 Phase::Exchange { .. } => session::expire(s, &self.access),

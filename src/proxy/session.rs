@@ -424,8 +424,7 @@ fn tunnel(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
     match tunnel.pump(&mut s.conn, st) {
         Pump::Wait { waiting, moved } => {
             if moved {
-                s.conn.deadline =
-                    Tunnel::idle_deadline(Instant::now(), sh.limits.tunnel_idle_timeout);
+                s.conn.deadline = tunnel.idle_deadline(Instant::now(), &sh.limits);
             }
             sh.parked.park_on(s, waiting);
         }
@@ -452,7 +451,6 @@ fn open_tunnel(s: &mut Session, ex: Exchange, sw: Switch, sh: &Shared) -> Next {
         );
         return Next::Abort;
     }
-    conn.deadline = Tunnel::idle_deadline(Instant::now(), sh.limits.tunnel_idle_timeout);
     let Exchange {
         req,
         app,
@@ -470,6 +468,7 @@ fn open_tunnel(s: &mut Session, ex: Exchange, sw: Switch, sh: &Shared) -> Next {
         sh.access.clone(),
         tunnels.as_ref(),
     );
+    conn.deadline = tunnel.idle_deadline(Instant::now(), &sh.limits);
     s.phase = Phase::Tunnel {
         tunnel: Box::new(tunnel),
     };

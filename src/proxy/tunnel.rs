@@ -31,7 +31,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::http1::Request;
 use crate::proxy::backend::BackendConn;
 use crate::proxy::client::{ClientConn, ConnError, Fill};
-use crate::proxy::exchange::{InFlight, Scratch, Switch};
+use crate::proxy::exchange::{InFlight, Limits, Scratch, Switch};
 use crate::proxy::park::Waiting;
 use crate::sys::Interest;
 
@@ -278,12 +278,19 @@ impl Tunnel {
         }
     }
 
-    /// When a tunnel with no bytes either way since `now` is closed: `None`
-    /// for no limit.
-    pub(crate) fn idle_deadline(now: Instant, idle: Option<Duration>) -> Instant {
+    /// When the tunnel is closed if no byte moves either way from `now` on:
+    /// after `tunnel_idle_timeout` (never when it is none), or after
+    /// `idle_timeout` once one side's end was passed on: the other side has
+    /// nothing left to wait for but its own end, and one that never sends it
+    /// (or never reads it) must not hold the connection's slot for as long as
+    /// a live tunnel may.
+    pub(crate) fn idle_deadline(&self, now: Instant, limits: &Limits) -> Instant {
         // Ten years stands for never (an `Instant` has no "never").
         let never = Duration::from_secs(10 * 365 * 24 * 3600);
-        let wait = idle.unwrap_or(never);
+        let mut wait = limits.tunnel_idle_timeout.unwrap_or(never);
+        if self.backend_shut || self.client_shut {
+            wait = wait.min(limits.idle_timeout);
+        }
         now.checked_add(wait)
             .or_else(|| now.checked_add(never))
             .unwrap_or(now)
