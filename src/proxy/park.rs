@@ -4,8 +4,10 @@
 //! A connection is parked while its TLS handshake is under way, while part of a
 //! request head is in, while it is idle between requests, and while an exchange
 //! waits on a slow client (a request body that has not arrived, a response the
-//! client has not read) or on its backend (parked on the backend socket). Each
-//! phase has its deadline, which the acceptor's sweep enforces.
+//! client has not read) or on its backend (parked on the backend socket), and
+//! while a WebSocket tunnel waits for either side (parked on both sockets at
+//! once, see [`Waiting::Both`]). Each phase has its deadline, which the
+//! acceptor's sweep enforces.
 //!
 //! Idle workers wait on the epoll set themselves: when a parked connection becomes
 //! ready, the kernel wakes exactly one waiting worker (`epoll_wait` waiters are
@@ -22,7 +24,11 @@
 //! busy is remembered in that note, and the next parking under the token
 //! re-polls the socket (`EPOLL_CTL_MOD` reports readiness already there) instead
 //! of waiting for an edge that has passed. So a connection belongs to at most one
-//! worker at a time, and no readiness is lost while it is busy. What the edge
+//! worker at a time, and no readiness is lost while it is busy. Parked on two
+//! sockets, it is in the table under the first's token, and the second's says
+//! where ([`Entry::Alias`]); an event on either takes it out, and one that
+//! found either token busy makes the next parking re-poll both. Only that path
+//! locks two shards; parking on one socket is as it was. What the edge
 //! trigger asks of the callers: park on a socket only after it said EAGAIN for
 //! what you wait on, or say so through [`Parked::take_repoll`].
 //!

@@ -1,7 +1,8 @@
 //! A session: one client connection through its whole life, from accept to
 //! close. It is what the park set parks and the workers serve: the connection
 //! and the phase it is in, each phase with the data only it has (an exchange
-//! parked while a peer is not ready, what is left of a close).
+//! parked while a peer is not ready, a WebSocket tunnel, what is left of a
+//! close).
 //!
 //! [`serve`] drives a session as far as it goes without waiting: the TLS
 //! handshake, request heads read without blocking, each request routed and
