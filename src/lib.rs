@@ -5,8 +5,9 @@
 //! ```text
 //!                       ┌── acceptor.rs ──────┐   ┌── park.rs: ParkSet<Session> ─────┐
 //!  client ──TCP/TLS──>  │ accept, caps, TLS   │──>│ handshaking, partial head, idle, │
-//!                       │ state; deadline     │   │ exchange waiting on a peer       │
-//!                       │ sweep               │   └────┬─────────────────────▲───────┘
+//!                       │ state; deadline     │   │ exchange waiting on a peer,      │
+//!                       │ sweep               │   │ tunnel waiting on both           │
+//!                       │                     │   └────┬─────────────────────▲───────┘
 //!                       └─────────────────────┘ ready: │ one idle worker     │ would block:
 //!                                                woken ▼ per event           │ park again
 //!              worker.rs (N threads): session.rs ── head complete ──> exchange/
@@ -24,7 +25,7 @@
 //!   the connection caps; `readbuf.rs` the backend read buffer; `client.rs` a
 //!   client connection and its TLS I/O; `backend.rs` backend connections and
 //!   their shared pool; `exchange/` one exchange, a file per stage;
-//!   `session.rs` a client connection through its life (its phases, serving
+//!   `tunnel.rs` a WebSocket tunnel after the app's 101; `session.rs` a client connection through its life (its phases, serving
 //!   it); `worker.rs` the pool; `acceptor.rs` the accepting thread and the
 //!   deadline sweep.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
