@@ -4,6 +4,9 @@
 //! `TIME CLIENT HOST "METHOD PATH" STATUS BYTES DURATIONms APP`, for example
 //! `2026-11-25T20:41:23Z 127.0.0.1:50432 hello.localhost "GET /x?y" 200 1234 3ms hello`.
 //! `BYTES` counts response body bytes sent; `APP` is `-` when no app was chosen.
+//! A WebSocket tunnel's line (written when it ends) has status 101, the bytes
+//! from the app to the client as `BYTES`, the tunnel's whole life as the
+//! duration, and one more field, `in=N`: the bytes from the client to the app.
 //!
 //! HOST and PATH are escaped ([`escape::push_escaped`]): the parser refuses
 //! control bytes, but what it accepts changes with it (a target in UTF-8 may
@@ -65,6 +68,8 @@ pub struct Entry<'a> {
     pub duration: Duration,
     /// The app that answered ("-" when none).
     pub app: &'a str,
+    /// For a tunnel, the bytes from the client (`None` for a request).
+    pub bytes_in: Option<u64>,
 }
 
 /// Formats `e` as one line, newline included, into `out` (cleared first).
@@ -93,6 +98,10 @@ fn format_line(out: &mut Vec<u8>, stamp: &str, e: &Entry<'_>) {
     );
     out.extend_from_slice(b"ms ");
     out.extend_from_slice(e.app.as_bytes());
+    if let Some(n) = e.bytes_in {
+        out.extend_from_slice(b" in=");
+        push_decimal(out, n);
+    }
     out.push(b'\n');
 }
 
@@ -261,13 +270,14 @@ mod tests {
             bytes,
             duration: Duration::from_micros(3_456),
             app: "hello",
+            bytes_in: None,
         }
     }
 
     /// The line as `fmt` writes it: what the hand-written formatter must match.
     fn reference(stamp: &str, e: &Entry<'_>) -> String {
         format!(
-            "{} {} {} \"{} {}\" {} {} {}ms {}\n",
+            "{} {} {} \"{} {}\" {} {} {}ms {}{}\n",
             stamp,
             e.client,
             e.host,
@@ -276,8 +286,17 @@ mod tests {
             e.status,
             e.bytes,
             e.duration.as_millis(),
-            e.app
+            e.app,
+            e.bytes_in.map(|n| format!(" in={n}")).unwrap_or_default()
         )
+    }
+
+    #[test]
+    fn a_tunnel_line_ends_with_the_bytes_from_the_client() {
+        let mut e = entry("127.0.0.1:5".parse().unwrap(), "/ws", 101, 42);
+        e.bytes_in = Some(7);
+        assert_eq!(formatted(&e), reference(STAMP, &e));
+        assert!(formatted(&e).ends_with(" 101 42 3ms hello in=7\n"));
     }
 
     const STAMP: &str = "2026-11-25T20:41:23Z";

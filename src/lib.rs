@@ -5,8 +5,9 @@
 //! ```text
 //!                       ┌── acceptor.rs ──────┐   ┌── park.rs: ParkSet<Session> ─────┐
 //!  client ──TCP/TLS──>  │ accept, caps, TLS   │──>│ handshaking, partial head, idle, │
-//!                       │ state; deadline     │   │ exchange waiting on a peer       │
-//!                       │ sweep               │   └────┬─────────────────────▲───────┘
+//!                       │ state; deadline     │   │ exchange waiting on a peer,      │
+//!                       │ sweep               │   │ tunnel waiting on both           │
+//!                       │                     │   └────┬─────────────────────▲───────┘
 //!                       └─────────────────────┘ ready: │ one idle worker     │ would block:
 //!                                                woken ▼ per event           │ park again
 //!              worker.rs (N threads): session.rs ── head complete ──> exchange/
@@ -24,39 +25,41 @@
 //!   the connection caps; `readbuf.rs` the backend read buffer; `client.rs` a
 //!   client connection and its TLS I/O; `backend.rs` backend connections and
 //!   their shared pool; `exchange/` one exchange, a file per stage;
-//!   `session.rs` a client connection through its life (its phases, serving
+//!   `tunnel.rs` a WebSocket tunnel after the app's 101; `session.rs` a client connection through its life (its phases, serving
 //!   it); `worker.rs` the pool; `acceptor.rs` the accepting thread and the
 //!   deadline sweep.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
 //! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
 //!   manager (children, health checks, restarts, reloads, the watchdog).
-//! - [`error`]: errors and the one function that turns them into statuses;
-//!   [`access_log`]: one line per request; [`logger`]: the error and event log;
-//!   [`log_sink`]: the buffer and writer thread behind both, so that nothing
-//!   that logs waits on a disk or a pipe; [`escape`]: what keeps control
-//!   characters out of every log line; [`server`]: `nexushub run`;
-//!   [`sys`]: the only module with `unsafe`.
+//! - `error.rs` (crate-private): errors and the one function that turns them
+//!   into statuses; `access_log.rs`: one line per request; [`logger`]: the
+//!   error and event log; `log_sink.rs`: the buffer and writer thread behind
+//!   both, so that nothing that logs waits on a disk or a pipe; `escape.rs`:
+//!   what keeps control characters out of every log line; [`server`]:
+//!   `nexushub run`; [`sys`]: the only module with `unsafe`.
 //! - `whoami.rs`, the demo backend, belongs to the binary: `main.rs` declares it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod access_log;
+// The library's API: what the binary (`main.rs`, `whoami.rs`) and the fuzz
+// targets use.
 pub mod config;
-pub mod error;
-pub mod escape;
 pub mod host;
 pub mod http1;
-pub mod log_sink;
 pub mod logger;
 pub mod procman;
-// Crate-private: nothing outside the library needs the runtime's parts, and
-// `server::run` is its one door. (No `pub use` from it: main, tests and fuzz
-// need none.)
-mod proxy;
 pub mod routes;
 pub mod server;
 pub mod sys;
 pub mod time;
 pub mod tls;
 pub mod x509;
+
+// Crate-private: the proxy runtime (`server::run` is its one door) and the
+// parts only the library itself uses.
+mod access_log;
+mod error;
+mod escape;
+mod log_sink;
+mod proxy;

@@ -1,17 +1,17 @@
 //! The error and event log: the `log` crate's lines and the apps' output, to
-//! stderr through a [`Sink`], so that no thread that logs ever waits on stderr.
+//! stderr through a sink (`log_sink.rs`), so that no thread that logs ever waits on stderr.
 //!
 //! Line format: `TIME [LEVEL] MESSAGE`, the time in RFC 3339 UTC with as many
 //! fractional digits as it needs (`2026-12-04T16:04:09.5978073Z [WARN] ...`).
-//! Every message goes through [`escape::push_escaped`]: a request target, a host
+//! Every message goes through one escaping function (`escape.rs`): a request target, a host
 //! or an app's output inside a message cannot end the line or drive the reader's
 //! terminal. An app's output line is logged as `[NAME] line` at INFO, its bytes
 //! escaped as they came (bytes that are not UTF-8 as `\xNN`).
 //!
 //! The access log, when it goes to stderr too, shares the same sink: one writer,
 //! so lines of both keep their order and never interleave. When stderr's reader
-//! falls [`MAX_PENDING_BYTES`] behind, lines are dropped and counted (see
-//! [`log_sink`](crate::log_sink)); the apps' output is dropped first, at
+//! falls 4 MiB behind, lines are dropped and counted (see
+//! `log_sink.rs`); the apps' output is dropped first, at
 //! [`APP_OUTPUT_CAP_BYTES`], so that an app flooding its stdout cannot crowd out
 //! nexushub's own lines.
 //!
@@ -31,7 +31,7 @@ use crate::escape;
 use crate::log_sink::{Dest, Overflow, Sink, MAX_PENDING_BYTES};
 
 /// Pending bytes past which the apps' output lines are dropped (nexushub's own
-/// lines still have the rest of [`MAX_PENDING_BYTES`]).
+/// lines still have the rest of the sink's 4 MiB).
 pub const APP_OUTPUT_CAP_BYTES: usize = MAX_PENDING_BYTES / 4 * 3;
 
 /// The longest [`flush`] waits for stderr's reader at exit.

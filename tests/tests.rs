@@ -22,5 +22,6 @@ mod proxy_never_wrong;
 mod proxy_slow;
 mod proxy_smuggling;
 mod proxy_status;
+mod proxy_websocket;
 mod websocket_peers;
 mod whoami;

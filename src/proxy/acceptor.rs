@@ -241,6 +241,11 @@ impl Acceptor {
                     log::debug!("{peer}: closed after its linger");
                     drop(s);
                 }
+                Phase::Tunnel { .. } => {
+                    // tunnel_idle_timeout, or idle_timeout once half-closed.
+                    log::info!("{peer}: idle tunnel closed");
+                    s.close();
+                }
                 Phase::Exchange { .. } => session::expire(s, &self.access),
             }
         }

@@ -12,6 +12,7 @@
 //! client.rs, backend.rs   client connection + TLS I/O; backend connections + pool
 //! exchange/               one exchange: the stages' order in mod.rs, a file per
 //!                         stage's I/O, typed outcomes, the worker's buffers
+//! tunnel.rs               a WebSocket tunnel after a 101: both ways, bounded
 //! session.rs              a connection through its life: Phase (each phase with
 //!                         its data), serve, answers, close, expiry; Parked
 //! worker.rs, acceptor.rs  the worker threads; accepting and the deadline sweep
@@ -28,6 +29,7 @@ mod exchange;
 mod park;
 mod readbuf;
 mod session;
+mod tunnel;
 mod worker;
 
 pub(crate) use acceptor::{Acceptor, AcceptorConfig};

@@ -4,8 +4,10 @@
 //! A connection is parked while its TLS handshake is under way, while part of a
 //! request head is in, while it is idle between requests, and while an exchange
 //! waits on a slow client (a request body that has not arrived, a response the
-//! client has not read) or on its backend (parked on the backend socket). Each
-//! phase has its deadline, which the acceptor's sweep enforces.
+//! client has not read) or on its backend (parked on the backend socket), and
+//! while a WebSocket tunnel waits for either side (parked on both sockets at
+//! once, see [`Waiting::Both`]). Each phase has its deadline, which the
+//! acceptor's sweep enforces.
 //!
 //! Idle workers wait on the epoll set themselves: when a parked connection becomes
 //! ready, the kernel wakes exactly one waiting worker (`epoll_wait` waiters are
@@ -22,7 +24,11 @@
 //! busy is remembered in that note, and the next parking under the token
 //! re-polls the socket (`EPOLL_CTL_MOD` reports readiness already there) instead
 //! of waiting for an edge that has passed. So a connection belongs to at most one
-//! worker at a time, and no readiness is lost while it is busy. What the edge
+//! worker at a time, and no readiness is lost while it is busy. Parked on two
+//! sockets, it is in the table under the first's token, and the second's says
+//! where ([`Entry::Alias`]); an event on either takes it out, and one that
+//! found either token busy makes the next parking re-poll both. Only that path
+//! locks two shards; parking on one socket is as it was. What the edge
 //! trigger asks of the callers: park on a socket only after it said EAGAIN for
 //! what you wait on, or say so through [`Parked::take_repoll`].
 //!
@@ -38,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::sys::{Epoll, Interest, Watch};
 
@@ -54,7 +60,18 @@ pub(crate) enum Waiting {
     /// The backend: its response head or next response body bytes (`Read`),
     /// the end of a connect or room for the request (`Write`).
     Backend(Interest),
+    /// Both at once (a tunnel: either side may send next): back on the
+    /// first event of either socket.
+    Both {
+        /// What the client's socket is waited on for.
+        client: Interest,
+        /// What the backend's socket is waited on for.
+        backend: Interest,
+    },
 }
+
+/// A socket to wait on and the registration that goes with it.
+pub(crate) type Socket<'a> = (RawFd, &'a mut Option<Registration>);
 
 /// What the park set needs of what it parks (a client session): the sockets
 /// it waits on, its deadline, and how to end it. The set knows nothing else of
@@ -62,7 +79,10 @@ pub(crate) enum Waiting {
 pub(crate) trait Parked: Send + Sized + 'static {
     /// The socket to wait on for `waiting` and the registration that goes
     /// with it; `None` when there is no such socket (the thing is aborted).
-    fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)>;
+    fn socket(&mut self, waiting: Waiting) -> Option<Socket<'_>>;
+    /// For [`Waiting::Both`]: the client's socket and the backend's; `None`
+    /// when it has not both (it is aborted).
+    fn both_sockets(&mut self) -> Option<[Socket<'_>; 2]>;
     /// When the sweep takes it out of the set.
     fn deadline(&self) -> Instant;
     /// An event for the socket registered under `token` reported the peer's
@@ -126,6 +146,11 @@ impl Drop for Registration {
 enum Entry<T> {
     /// Parked, waiting on this token's socket.
     Parked(Box<T>),
+    /// Parked waiting on this token's socket and on the one registered under
+    /// `alias` (which holds an [`Entry::Alias`] to this token meanwhile).
+    Both(Box<T>, u64),
+    /// What waits on this token's socket is parked under the token `primary`.
+    Alias { primary: u64 },
     /// Not parked on this socket (with a worker, parked under another token, or
     /// a backend connection in the pool). `ready`: an event came meanwhile.
     Busy { ready: bool },
@@ -187,36 +212,23 @@ impl<T: Parked> ParkSet<T> {
         let repoll = conn.take_repoll();
         let interest = match waiting {
             Waiting::Client(interest) | Waiting::Backend(interest) => interest,
+            Waiting::Both { client, backend } => {
+                return self.park_both(conn, client, backend, repoll)
+            }
         };
         let Some((fd, reg)) = conn.socket(waiting) else {
             log::error!("{}: no backend connection to wait on", conn.peer());
             return conn.abort();
         };
-        let (token, watch, mut arm) = match reg {
-            Some(r) if r.watch.covers(interest) => (
-                r.token,
-                r.watch,
-                if repoll { Arm::Modify } else { Arm::Nothing },
-            ),
-            Some(r) => {
-                r.watch = r.watch.with(interest);
-                (r.token, r.watch, Arm::Modify)
-            }
-            None => {
-                let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-                let watch = Watch::of(interest);
-                let set: Weak<dyn Forget> = Arc::downgrade(self) as Weak<dyn Forget>;
-                *reg = Some(Registration { token, watch, set });
-                (token, watch, Arm::Add)
-            }
-        };
+        let (token, watch, mut arm) = self.arming(reg, interest, repoll);
         // In the table before it is armed: the event may fire at once.
         let refused = {
             let mut map = self.shard(token).lock();
             match map.get_mut(&token) {
-                Some(Entry::Parked(_)) => Some(conn),
+                Some(Entry::Parked(_) | Entry::Both(..)) => Some(conn),
                 Some(entry) => {
-                    if matches!(entry, Entry::Busy { ready: true }) && matches!(arm, Arm::Nothing) {
+                    if !matches!(entry, Entry::Busy { ready: false }) && matches!(arm, Arm::Nothing)
+                    {
                         arm = Arm::Modify;
                     }
                     *entry = Entry::Parked(conn);
@@ -260,20 +272,179 @@ impl<T: Parked> ParkSet<T> {
                     _ => None,
                 }
             };
-            if let Some(conn) = idle {
+            if let Some((conn, _)) = idle {
                 self.parked.fetch_sub(1, Ordering::SeqCst);
                 conn.close();
             }
         }
     }
 
+    /// What a parking under `reg` for `interest` must do to its socket (its
+    /// registration made, or widened, here).
+    fn arming(
+        self: &Arc<Self>,
+        reg: &mut Option<Registration>,
+        interest: Interest,
+        repoll: bool,
+    ) -> (u64, Watch, Arm) {
+        match reg {
+            Some(r) if r.watch.covers(interest) => (
+                r.token,
+                r.watch,
+                if repoll { Arm::Modify } else { Arm::Nothing },
+            ),
+            Some(r) => {
+                r.watch = r.watch.with(interest);
+                (r.token, r.watch, Arm::Modify)
+            }
+            None => {
+                let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+                let watch = Watch::of(interest);
+                let set: Weak<dyn Forget> = Arc::downgrade(self) as Weak<dyn Forget>;
+                *reg = Some(Registration { token, watch, set });
+                (token, watch, Arm::Add)
+            }
+        }
+    }
+
+    /// Parks `conn` on two sockets at once: under its client's token, with an
+    /// alias under its backend's, so an event on either takes it out. An event
+    /// either token had while it was busy makes this parking re-poll both (the
+    /// note is per token, and which socket it was for matters not: a re-poll
+    /// of both reports what is there).
+    fn park_both(
+        self: &Arc<Self>,
+        conn: Box<T>,
+        client: Interest,
+        backend: Interest,
+        repoll: bool,
+    ) {
+        let mut conn = conn;
+        let Some([(cfd, creg), (bfd, breg)]) = conn.both_sockets() else {
+            log::error!("{}: no backend connection to wait on", conn.peer());
+            return conn.abort();
+        };
+        let (ctoken, cwatch, carm) = self.arming(creg, client, repoll);
+        let (btoken, bwatch, barm) = self.arming(breg, backend, repoll);
+        let mut arms = [(cfd, ctoken, cwatch, carm), (bfd, btoken, bwatch, barm)];
+        let refused = {
+            let mut two = self.lock_two(ctoken, btoken);
+            let missed = [ctoken, btoken]
+                .iter()
+                .any(|t| !matches!(two.map(*t).get(t), Some(Entry::Busy { ready: false })));
+            if matches!(
+                two.map(ctoken).get(&ctoken),
+                Some(Entry::Parked(_) | Entry::Both(..))
+            ) {
+                Some(conn)
+            } else {
+                if missed {
+                    for arm in &mut arms {
+                        if matches!(arm.3, Arm::Nothing) {
+                            arm.3 = Arm::Modify;
+                        }
+                    }
+                }
+                two.map(ctoken).insert(ctoken, Entry::Both(conn, btoken));
+                two.map(btoken)
+                    .insert(btoken, Entry::Alias { primary: ctoken });
+                None
+            }
+        };
+        if let Some(conn) = refused {
+            log::error!("{}: parked twice on one socket; dropped", conn.peer());
+            return conn.abort();
+        }
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        for (fd, token, watch, arm) in arms {
+            let armed = match arm {
+                Arm::Nothing => Ok(()),
+                Arm::Add => self.epoll.add(fd, token, watch),
+                Arm::Modify => self.epoll.modify(fd, token, watch),
+            };
+            if let Err(e) = armed {
+                if let Some(conn) = self.take(ctoken) {
+                    log::warn!("{}: cannot park connection: {e}", conn.peer());
+                }
+                return;
+            }
+        }
+        // As in `park_on`: a shutdown that began meanwhile must not miss it.
+        if self.closing.load(Ordering::SeqCst) {
+            let idle = {
+                let mut map = self.shard(ctoken).lock();
+                match map.get_mut(&ctoken) {
+                    Some(entry) if is_idle(entry) => unpark(entry),
+                    _ => None,
+                }
+            };
+            if let Some((conn, alias)) = idle {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                self.clear_alias(alias, ctoken);
+                conn.close();
+            }
+        }
+    }
+
+    /// Locks the shards of two tokens (one lock when they share one), in
+    /// shard order so that two lockers never wait on each other.
+    fn lock_two(&self, a: u64, b: u64) -> Two<'_, T> {
+        let (ia, ib) = ((a as usize) % SHARDS, (b as usize) % SHARDS);
+        let (lo, hi) = (ia.min(ib), ia.max(ib));
+        let first = self.shards[lo].lock();
+        let second = (hi != lo).then(|| self.shards[hi].lock());
+        Two {
+            first,
+            second,
+            first_index: lo,
+        }
+    }
+
+    /// Turns `alias`'s entry back into a plain busy one, if it still points
+    /// at `primary`.
+    fn clear_alias(&self, alias: Option<u64>, primary: u64) {
+        let Some(alias) = alias else { return };
+        let mut map = self.shard(alias).lock();
+        if let Some(entry @ Entry::Alias { .. }) = map.get_mut(&alias) {
+            if matches!(entry, Entry::Alias { primary: p } if *p == primary) {
+                *entry = Entry::Busy { ready: false };
+            }
+        }
+    }
+
+    /// An event for an alias token: takes what is parked under its primary,
+    /// or notes the event there when that is busy.
+    fn take_by_alias(&self, alias: u64) -> Option<Box<T>> {
+        let primary = match self.shard(alias).lock().get(&alias) {
+            Some(Entry::Alias { primary }) => *primary,
+            _ => return None,
+        };
+        let mut two = self.lock_two(alias, primary);
+        if !matches!(two.map(alias).get(&alias), Some(Entry::Alias { primary: p }) if *p == primary)
+        {
+            // Changed since: taken by an event on the other socket, or gone.
+            if let Some(Entry::Busy { ready }) = two.map(alias).get_mut(&alias) {
+                *ready = true;
+            }
+            return None;
+        }
+        two.map(alias).insert(alias, Entry::Busy { ready: false });
+        match two.map(primary).get_mut(&primary) {
+            Some(entry @ Entry::Both(..)) => unpark(entry).map(|(conn, _)| conn),
+            Some(Entry::Busy { ready }) => {
+                *ready = true;
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Takes what is parked under `token`, if anything is.
     fn take(&self, token: u64) -> Option<Box<T>> {
-        let conn = self.shard(token).lock().get_mut(&token).and_then(unpark);
-        if conn.is_some() {
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-        }
-        conn
+        let (conn, alias) = self.shard(token).lock().get_mut(&token).and_then(unpark)?;
+        self.parked.fetch_sub(1, Ordering::SeqCst);
+        self.clear_alias(alias, token);
+        Some(conn)
     }
 
     /// Waits up to `timeout` for something parked to become ready and takes it.
@@ -282,18 +453,27 @@ impl<T: Parked> ParkSet<T> {
     pub(crate) fn wait(&self, timeout: Duration) -> Option<Box<T>> {
         match self.epoll.wait_one(timeout) {
             Ok(Some(ev)) => {
-                let conn = {
+                let taken = {
                     let mut map = self.shard(ev.token).lock();
                     match map.get_mut(&ev.token) {
-                        Some(entry @ Entry::Parked(_)) => unpark(entry),
+                        Some(entry @ (Entry::Parked(_) | Entry::Both(..))) => Some(unpark(entry)),
                         Some(Entry::Busy { ready }) => {
                             *ready = true;
                             None
                         }
+                        Some(Entry::Alias { .. }) => None,
                         None => None,
                     }
                 };
-                let mut conn = conn?;
+                let mut conn = match taken {
+                    Some(unparked) => {
+                        let (conn, alias) = unparked?;
+                        self.clear_alias(alias, ev.token);
+                        conn
+                    }
+                    // Only the two-socket path gets here.
+                    None => self.take_by_alias(ev.token)?,
+                };
                 self.parked.fetch_sub(1, Ordering::SeqCst);
                 if ev.hangup() {
                     conn.note_hangup(ev.token);
@@ -336,15 +516,22 @@ impl<T: Parked> ParkSet<T> {
     #[allow(clippy::vec_box)]
     fn take_where(&self, pick: impl Fn(&T) -> bool) -> Vec<Box<T>> {
         let mut out = Vec::new();
+        let mut aliases = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock();
-            for entry in map.values_mut() {
-                if matches!(entry, Entry::Parked(c) if pick(c)) {
-                    out.extend(unpark(entry));
+            for (token, entry) in map.iter_mut() {
+                if matches!(entry, Entry::Parked(c) | Entry::Both(c, _) if pick(c)) {
+                    if let Some((conn, alias)) = unpark(entry) {
+                        out.push(conn);
+                        aliases.extend(alias.map(|a| (a, *token)));
+                    }
                 }
             }
         }
         self.parked.fetch_sub(out.len(), Ordering::SeqCst);
+        for (alias, primary) in aliases {
+            self.clear_alias(Some(alias), primary);
+        }
         out
     }
 
@@ -358,25 +545,54 @@ impl<T: Parked> Forget for ParkSet<T> {
     fn forget(&self, token: u64) {
         // Dropped outside the lock: a connection's drop forgets its own tokens.
         let gone = self.shard(token).lock().remove(&token);
-        if let Some(Entry::Parked(conn)) = gone {
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-            log::error!("{}: parked on a socket that closed; dropped", conn.peer());
+        match gone {
+            Some(Entry::Parked(conn)) => {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                log::error!("{}: parked on a socket that closed; dropped", conn.peer());
+            }
+            Some(Entry::Both(conn, alias)) => {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                self.clear_alias(Some(alias), token);
+                log::error!("{}: parked on a socket that closed; dropped", conn.peer());
+            }
+            // The primary entry still holds it: an event there brings it back.
+            _ => {}
         }
     }
 }
 
 /// True for an entry parked with no request in flight.
 fn is_idle<T: Parked>(entry: &Entry<T>) -> bool {
-    matches!(entry, Entry::Parked(c) if !c.busy())
+    matches!(entry, Entry::Parked(c) | Entry::Both(c, _) if !c.busy())
 }
 
-/// Takes what is parked out of its entry, leaving the token busy.
-fn unpark<T>(entry: &mut Entry<T>) -> Option<Box<T>> {
+/// Takes what is parked out of its entry, leaving the token busy; with the
+/// alias token it was parked under too, if any (whose entry the caller
+/// clears).
+fn unpark<T>(entry: &mut Entry<T>) -> Option<(Box<T>, Option<u64>)> {
     match std::mem::replace(entry, Entry::Busy { ready: false }) {
-        Entry::Parked(conn) => Some(conn),
+        Entry::Parked(conn) => Some((conn, None)),
+        Entry::Both(conn, alias) => Some((conn, Some(alias))),
         busy => {
             *entry = busy;
             None
+        }
+    }
+}
+
+/// The shards of two tokens, locked (see [`ParkSet::lock_two`]).
+struct Two<'a, T> {
+    first: MutexGuard<'a, HashMap<u64, Entry<T>>>,
+    second: Option<MutexGuard<'a, HashMap<u64, Entry<T>>>>,
+    first_index: usize,
+}
+
+impl<T> Two<'_, T> {
+    /// The locked table `token` belongs to.
+    fn map(&mut self, token: u64) -> &mut HashMap<u64, Entry<T>> {
+        match &mut self.second {
+            Some(second) if (token as usize) % SHARDS != self.first_index => second,
+            _ => &mut self.first,
         }
     }
 }
@@ -396,14 +612,31 @@ mod tests {
         registration: Option<Registration>,
         deadline: Instant,
         hangup: bool,
+        /// A second socket (a tunnel's backend), for two-socket parking.
+        other: Option<TcpStream>,
+        other_registration: Option<Registration>,
+        other_hangup: bool,
     }
 
     impl Parked for Conn {
-        fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)> {
+        fn socket(&mut self, waiting: Waiting) -> Option<Socket<'_>> {
             match waiting {
                 Waiting::Client(_) => Some((self.sock.as_raw_fd(), &mut self.registration)),
-                Waiting::Backend(_) => None,
+                Waiting::Backend(_) => Some((
+                    self.other.as_ref()?.as_raw_fd(),
+                    &mut self.other_registration,
+                )),
+                Waiting::Both { .. } => None,
             }
+        }
+        fn both_sockets(&mut self) -> Option<[Socket<'_>; 2]> {
+            Some([
+                (self.sock.as_raw_fd(), &mut self.registration),
+                (
+                    self.other.as_ref()?.as_raw_fd(),
+                    &mut self.other_registration,
+                ),
+            ])
         }
         fn deadline(&self) -> Instant {
             self.deadline
@@ -411,6 +644,13 @@ mod tests {
         fn note_hangup(&mut self, token: u64) {
             if self.registration.as_ref().is_some_and(|r| r.token == token) {
                 self.hangup = true;
+            }
+            if self
+                .other_registration
+                .as_ref()
+                .is_some_and(|r| r.token == token)
+            {
+                self.other_hangup = true;
             }
         }
         fn busy(&self) -> bool {
@@ -443,9 +683,42 @@ mod tests {
             registration: None,
             deadline,
             hangup: false,
+            other: None,
+            other_registration: None,
+            other_hangup: false,
         };
         (Box::new(conn), client)
     }
+
+    /// A parkable pair with a second socket (as a tunnel has), and the far
+    /// ends of both: (conn, client side, backend side).
+    fn tunnel() -> (Box<Conn>, TcpStream, TcpStream) {
+        let (mut conn, client) = pair();
+        let (other, backend) = pair();
+        let other = *other;
+        conn.other = Some(other.sock);
+        (conn, client, backend)
+    }
+
+    /// Reads the second socket until it says EAGAIN; the bytes read.
+    fn drain_other(conn: &Conn) -> usize {
+        let mut total = 0;
+        let mut buf = [0u8; 4096];
+        for _ in 0..1000 {
+            match conn.other.as_ref().expect("a second socket").read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        total
+    }
+
+    const BOTH_READ: Waiting = Waiting::Both {
+        client: Interest::Read,
+        backend: Interest::Read,
+    };
 
     /// Waits for the parked connection to come back, up to a second.
     fn ready(set: &ParkSet) -> Option<Box<Conn>> {
@@ -563,5 +836,71 @@ mod tests {
         assert_eq!(set.len(), 1);
         drop(taken);
         assert_eq!(entries(&set), 1, "the late one's token went with it");
+    }
+
+    #[test]
+    fn a_connection_parked_on_two_sockets_comes_back_for_either() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client, mut backend) = tunnel();
+        set.park_on(conn, BOTH_READ);
+        assert_eq!(set.len(), 1);
+        assert_eq!(entries(&set), 2, "its own token and the alias");
+        assert!(set.wait(Duration::from_millis(50)).is_none(), "quiet");
+        backend.write_all(b"from backend").expect("write");
+        let conn = ready(&set).expect("back for the backend's bytes");
+        assert_eq!(set.len(), 0);
+        assert_eq!(drain_other(&conn), 12);
+        assert_eq!(drain(&conn), 0);
+        set.park_on(conn, BOTH_READ);
+        assert!(set.wait(Duration::from_millis(50)).is_none(), "quiet again");
+        client.write_all(b"from client").expect("write");
+        let conn = ready(&set).expect("back for the client's bytes");
+        assert_eq!(drain(&conn), 11);
+        // Taken once: the other socket's token says busy, not parked.
+        backend.write_all(b"x").expect("write");
+        assert!(ready(&set).is_none(), "a busy connection is not handed out");
+        assert_eq!(drain_other(&conn), 1);
+    }
+
+    #[test]
+    fn an_event_on_either_socket_while_busy_makes_the_next_parking_repoll_both() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, mut client, mut backend) = tunnel();
+        set.park_on(conn, BOTH_READ);
+        client.write_all(b"one").expect("write");
+        let conn = ready(&set).expect("ready");
+        assert_eq!(drain(&conn), 3);
+        // While busy, the backend sends: its event finds the token busy.
+        backend.write_all(b"two").expect("write");
+        assert!(ready(&set).is_none(), "busy");
+        set.park_on(conn, BOTH_READ);
+        let conn = ready(&set).expect("the missed backend bytes wake it");
+        assert_eq!(drain_other(&conn), 3);
+    }
+
+    #[test]
+    fn a_hangup_on_the_second_socket_is_noted_for_it() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (conn, _client, backend) = tunnel();
+        set.park_on(conn, BOTH_READ);
+        backend.shutdown(Shutdown::Write).expect("shutdown");
+        let conn = ready(&set).expect("ready");
+        assert!(conn.other_hangup && !conn.hangup);
+    }
+
+    #[test]
+    fn the_sweep_and_a_close_take_a_two_socket_parking_and_its_alias() {
+        let set = Arc::new(ParkSet::new().expect("epoll"));
+        let (mut conn, _client, mut backend) = tunnel();
+        conn.deadline = Instant::now();
+        set.park_on(conn, BOTH_READ);
+        let taken = set.take_expired(Instant::now());
+        assert_eq!(taken.len(), 1);
+        assert!(set.is_empty());
+        // The alias no longer leads anywhere: an event on it takes nothing.
+        backend.write_all(b"late").expect("write");
+        assert!(ready(&set).is_none());
+        drop(taken);
+        assert_eq!(entries(&set), 0, "both tokens went with it");
     }
 }

@@ -1,7 +1,8 @@
 //! A session: one client connection through its whole life, from accept to
 //! close. It is what the park set parks and the workers serve: the connection
 //! and the phase it is in, each phase with the data only it has (an exchange
-//! parked while a peer is not ready, what is left of a close).
+//! parked while a peer is not ready, a WebSocket tunnel, what is left of a
+//! close).
 //!
 //! [`serve`] drives a session as far as it goes without waiting: the TLS
 //! handshake, request heads read without blocking, each request routed and
@@ -10,7 +11,7 @@
 //! and closes it when it is done. See `src/LIFECYCLE.md`.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +23,9 @@ use crate::proxy::backend::Pool;
 use crate::proxy::client::{
     ClientConn, Fill, Handshake, LINGER, LINGER_MAX_BYTES, READ_CHUNK_BYTES,
 };
-use crate::proxy::exchange::{Exchange, Failure, InFlight, Limits, Progress, Scratch};
-use crate::proxy::park::{ParkSet, Parked, Registration, Waiting};
+use crate::proxy::exchange::{Exchange, Failure, InFlight, Limits, Progress, Scratch, Switch};
+use crate::proxy::park::{ParkSet, Parked, Socket, Waiting};
+use crate::proxy::tunnel::{Pump, Tunnel};
 use crate::routes::{self, SharedRoutes};
 use crate::sys::Interest;
 
@@ -52,6 +54,12 @@ pub(crate) enum Phase {
         exchange: Box<Exchange>,
         /// When it was parked waiting on the client (for `ClientConn::waited`).
         parked_at: Option<Instant>,
+    },
+    /// A WebSocket tunnel: the app agreed to the upgrade, and bytes flow both
+    /// ways until both sides closed; parked on both sockets while none move.
+    Tunnel {
+        /// The tunnel, boxed: it is parked and taken back by pointer.
+        tunnel: Box<Tunnel>,
     },
     /// Closing after our last answer: its close_notify is not all out yet, or
     /// what the client still sends is read away.
@@ -83,8 +91,9 @@ impl Session {
 }
 
 impl Parked for Session {
-    fn socket(&mut self, waiting: Waiting) -> Option<(RawFd, &mut Option<Registration>)> {
+    fn socket(&mut self, waiting: Waiting) -> Option<Socket<'_>> {
         match waiting {
+            Waiting::Both { .. } => None,
             Waiting::Client(_) => Some((self.conn.sock.as_raw_fd(), &mut self.conn.registration)),
             Waiting::Backend(_) => match &mut self.phase {
                 Phase::Exchange { exchange, .. } => {
@@ -93,6 +102,19 @@ impl Parked for Session {
                 }
                 _ => None,
             },
+        }
+    }
+
+    fn both_sockets(&mut self) -> Option<[Socket<'_>; 2]> {
+        match &mut self.phase {
+            Phase::Tunnel { tunnel } => {
+                let be = tunnel.backend_mut();
+                Some([
+                    (self.conn.sock.as_raw_fd(), &mut self.conn.registration),
+                    (be.sock.as_raw_fd(), &mut be.registration),
+                ])
+            }
+            _ => None,
         }
     }
 
@@ -108,9 +130,15 @@ impl Parked for Session {
             .is_some_and(|r| r.token() == token)
         {
             self.conn.hangup = true;
-        } else if let Phase::Exchange { exchange, .. } = &mut self.phase {
-            if let Some(be) = exchange.backend_mut() {
-                be.hangup = true;
+        } else {
+            match &mut self.phase {
+                Phase::Exchange { exchange, .. } => {
+                    if let Some(be) = exchange.backend_mut() {
+                        be.hangup = true;
+                    }
+                }
+                Phase::Tunnel { tunnel } => tunnel.backend_mut().hangup = true,
+                _ => {}
             }
         }
     }
@@ -182,6 +210,7 @@ pub(crate) fn expire(s: Box<Session>, access: &AccessLog) {
                 bytes,
                 duration: ex.started.elapsed(),
                 app: &ex.app,
+                bytes_in: None,
             });
         }
     }
@@ -196,6 +225,8 @@ enum Next {
     Close { linger: bool },
     /// Drop without close_notify (a response was cut short, or the client failed).
     Abort,
+    /// The session became a tunnel (in `Phase::Tunnel`): pump it.
+    Tunnel,
     /// The exchange (in `Phase::Exchange`) waits for this.
     Park(Waiting),
 }
@@ -213,7 +244,7 @@ pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
                 s.conn.waited += at.elapsed();
             }
             let next = drive(&mut s, *exchange, sh, st);
-            let Some(back) = carry_on(s, next, sh) else {
+            let Some(back) = carry_on(s, next, sh, st) else {
                 return;
             };
             s = back;
@@ -223,6 +254,10 @@ pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
             linger_left,
             fin_sent,
         } => return closing(s, linger_left, fin_sent, sh),
+        phase @ Phase::Tunnel { .. } => {
+            s.phase = phase;
+            return tunnel(s, sh, st);
+        }
         Phase::Handshake => match s.conn.drive_handshake() {
             Ok(Handshake::Done) => {
                 s.conn.deadline = Instant::now() + sh.limits.idle_timeout;
@@ -283,7 +318,7 @@ pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
                 s.conn.buf.drain(..req.head_len);
                 s.conn.requests += 1;
                 let next = handle(&mut s, req, sh, st);
-                let Some(back) = carry_on(s, next, sh) else {
+                let Some(back) = carry_on(s, next, sh, st) else {
                     return;
                 };
                 s = back;
@@ -356,7 +391,12 @@ pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
 
 /// Does what the end of a request decided: the session back when it carries
 /// on (idle, waiting for the next request), else closed, dropped or parked.
-fn carry_on(mut s: Box<Session>, next: Next, sh: &Shared) -> Option<Box<Session>> {
+fn carry_on(
+    mut s: Box<Session>,
+    next: Next,
+    sh: &Shared,
+    st: &mut Scratch,
+) -> Option<Box<Session>> {
     match next {
         Next::KeepAlive => {
             s.phase = Phase::Idle;
@@ -366,8 +406,74 @@ fn carry_on(mut s: Box<Session>, next: Next, sh: &Shared) -> Option<Box<Session>
         Next::Close { linger } => close(s, linger, sh),
         Next::Abort => s.abort(),
         Next::Park(waiting) => sh.parked.park_on(s, waiting),
+        Next::Tunnel => tunnel(s, sh, st),
     }
     None
+}
+
+/// Moves what is ready through a session's tunnel, then parks it on both
+/// sockets, or ends it. At shutdown a tunnel ends here (and a parked one when
+/// the acceptor closes what is parked): WebSocket peers reconnect, and a
+/// tunnel has no natural end to wait for within `shutdown_grace`.
+fn tunnel(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
+    let Phase::Tunnel { tunnel } = &mut s.phase else {
+        return s.abort();
+    };
+    if sh.closing.load(Ordering::Relaxed) {
+        return s.close();
+    }
+    match tunnel.pump(&mut s.conn, st) {
+        Pump::Wait { waiting, moved } => {
+            if moved {
+                s.conn.deadline = tunnel.idle_deadline(Instant::now(), &sh.limits);
+            }
+            sh.parked.park_on(s, waiting);
+        }
+        Pump::Closed => drop(s),
+        Pump::Failed(e) => {
+            log::info!("{}: tunnel cut: {e}", s.conn.peer);
+            s.abort();
+        }
+    }
+}
+
+/// Turns a session whose exchange ended in a 101 into a tunnel: the 101 goes
+/// to the client (as far as the socket takes it now; the pump sends the
+/// rest), the app's bytes behind it wait for the client, and what the client
+/// sent behind its request (in `conn.buf`) goes to the app first.
+fn open_tunnel(s: &mut Session, ex: Exchange, sw: Switch, sh: &Shared) -> Next {
+    let conn = &mut s.conn;
+    if let Err(e) = conn.queue(&sw.head) {
+        log::info!(
+            "{} {} {}: client: {e} while receiving the 101",
+            conn.peer,
+            ex.req.host,
+            ex.req.target
+        );
+        return Next::Abort;
+    }
+    let Exchange {
+        req,
+        app,
+        started,
+        tunnels,
+        ..
+    } = ex;
+    let tunnel = Tunnel::open(
+        sw,
+        req,
+        app,
+        started,
+        conn.peer,
+        conn.buf.len(),
+        sh.access.clone(),
+        tunnels.as_ref(),
+    );
+    conn.deadline = tunnel.idle_deadline(Instant::now(), &sh.limits);
+    s.phase = Phase::Tunnel {
+        tunnel: Box::new(tunnel),
+    };
+    Next::Tunnel
 }
 
 /// Routes and serves one request whose head is complete.
@@ -399,8 +505,9 @@ fn handle(s: &mut Session, req: Request, sh: &Shared, st: &mut Scratch) -> Next 
         };
         return answer_request(conn, &req, &err, started, &route.app, sh);
     };
+    let upgrade = req.upgrade.is_some();
     // Counted per instance, so that a replaced one is stopped only once idle.
-    let ex = Exchange::new(
+    let mut ex = Exchange::new(
         req,
         route.app.clone(),
         addr,
@@ -408,6 +515,9 @@ fn handle(s: &mut Session, req: Request, sh: &Shared, st: &mut Scratch) -> Next 
         in_flight,
         InFlight::enter(&route.in_flight),
     );
+    if upgrade {
+        ex.tunnels = Some(route.tunnels.clone());
+    }
     drive(s, ex, sh, st)
 }
 
@@ -416,6 +526,7 @@ fn drive(s: &mut Session, mut ex: Exchange, sh: &Shared, st: &mut Scratch) -> Ne
     let closing = sh.closing.load(Ordering::Relaxed);
     let conn = &mut s.conn;
     match ex.run(conn, &sh.limits, st, closing) {
+        Progress::Switched(sw) => open_tunnel(s, ex, sw, sh),
         Progress::Blocked(waiting) => {
             let parked_at = match waiting {
                 Waiting::Client(_) => {
@@ -424,7 +535,8 @@ fn drive(s: &mut Session, mut ex: Exchange, sh: &Shared, st: &mut Scratch) -> Ne
                         conn.client_deadline(sh.limits.client_timeout, sh.limits.min_rate, moved);
                     Some(Instant::now())
                 }
-                Waiting::Backend(_) => {
+                // An exchange waits on one socket at a time.
+                Waiting::Backend(_) | Waiting::Both { .. } => {
                     conn.deadline = ex
                         .backend_deadline()
                         .unwrap_or_else(|| Instant::now() + sh.limits.backend_timeout);
@@ -649,5 +761,6 @@ fn log_access(
         bytes: status.1,
         duration: started.elapsed(),
         app,
+        bytes_in: None,
     });
 }

@@ -27,6 +27,8 @@ pub(crate) struct Limits {
     pub(crate) max_head_bytes: usize,
     /// The slowest a client may be while we wait on it.
     pub(crate) min_rate: MinRate,
+    /// A tunnel with no bytes either way for this long is closed (`None`: never).
+    pub(crate) tunnel_idle_timeout: Option<Duration>,
 }
 
 impl Limits {
@@ -43,6 +45,7 @@ impl Limits {
                 bytes_per_sec: p.min_data_rate,
                 grace: p.min_data_rate_grace,
             },
+            tunnel_idle_timeout: p.tunnel_idle_timeout,
         }
     }
 }

@@ -50,7 +50,7 @@ use upload::{Upload, UploadError};
 use limits::MAX_TRAILER_BYTES;
 
 pub(crate) use limits::Limits;
-pub(crate) use outcome::{Cause, ClientPart, Failure, Progress};
+pub(crate) use outcome::{Cause, ClientPart, Failure, Progress, Switch};
 pub(crate) use scratch::Scratch;
 
 /// The interim response sent for `Expect: 100-continue`.
@@ -83,6 +83,9 @@ pub(crate) struct Exchange {
     pub(crate) req: Request,
     /// The app it is routed to.
     pub(crate) app: Arc<str>,
+    /// For an upgrade request, the route instance's count of tunnels (which
+    /// the tunnel joins if the app agrees).
+    pub(crate) tunnels: Option<Arc<AtomicUsize>>,
     /// When its head was complete.
     pub(crate) started: Instant,
     /// Set by the deadline sweep when a parked wait on the backend ran out; the
@@ -159,6 +162,7 @@ impl Exchange {
         Exchange {
             req,
             app,
+            tunnels: None,
             started,
             expired: false,
             addr,
@@ -285,12 +289,10 @@ impl Exchange {
                     }
                 }
                 Stage::AwaitHead { retryable } => {
-                    match head::poll_response_head(
-                        &mut live.backend,
-                        self.req.is_head(),
-                        retryable,
-                        st,
-                    ) {
+                    match head::poll_response_head(&mut live.backend, &self.req, retryable, st) {
+                        Ok(Some(resp)) if resp.status == 101 => {
+                            return Progress::Switched(switched(live, &resp, st));
+                        }
                         Ok(Some(resp)) => {
                             let dl = Download::start(&self.req, &resp, st, closing);
                             live.stage = Stage::Download(dl);
@@ -462,7 +464,11 @@ impl Exchange {
         st: &mut Scratch,
     ) -> std::io::Result<Vec<u8>> {
         st.out.clear();
-        http1::write_backend_request(&mut st.out, &self.req, conn.peer.ip());
+        if self.req.upgrade.is_some() {
+            http1::write_backend_upgrade_request(&mut st.out, &self.req, conn.peer.ip());
+        } else {
+            http1::write_backend_request(&mut st.out, &self.req, conn.peer.ip());
+        }
         let rest = be.write_nonblocking(&st.out).map(|n| st.out[n..].to_vec());
         st.out.clear();
         rest
@@ -584,6 +590,24 @@ impl Exchange {
                 body_read: true,
             },
         }
+    }
+}
+
+/// Ends an exchange whose app agreed to the upgrade its request asked for
+/// (`resp`, a 101 at the start of `st.rbuf`): the backend connection, the
+/// head for the client and the bytes the app sent behind its 101.
+fn switched(live: Live, resp: &http1::Response, st: &mut Scratch) -> Switch {
+    let mut head = Vec::with_capacity(resp.head_len + 64);
+    if let Some(upgrade) = resp.upgrade {
+        http1::write_client_switch_head(&mut head, resp, upgrade);
+    }
+    let from_backend = st.rbuf.data()[resp.head_len..].to_vec();
+    st.rbuf.clear();
+    Switch {
+        backend: live.backend,
+        head,
+        status: resp.status,
+        from_backend,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::error::{BackendFault, ProxyError};
+use crate::proxy::backend::BackendConn;
 use crate::proxy::client::ConnError;
 use crate::proxy::park::Waiting;
 use crate::sys::Interest;
@@ -101,6 +102,23 @@ pub(crate) enum Progress {
     Failed(Failure),
     /// A peer is not ready: park the connection, with the exchange, until it is.
     Blocked(Waiting),
+    /// The app agreed to the upgrade: the exchange is over and a tunnel
+    /// takes its place.
+    Switched(Switch),
+}
+
+/// What an exchange that ended in a `101 Switching Protocols` hands to the
+/// tunnel that follows it.
+#[derive(Debug)]
+pub(crate) struct Switch {
+    /// The backend connection, never pooled after a switch.
+    pub(crate) backend: BackendConn,
+    /// The 101 head for the client (not sent yet).
+    pub(crate) head: Vec<u8>,
+    /// The status line's code, for the log.
+    pub(crate) status: u16,
+    /// Bytes the app sent right behind its 101: the tunnel's first for the client.
+    pub(crate) from_backend: Vec<u8>,
 }
 
 /// How far one step of a stage got: finished, or stopped on exactly one wait.

@@ -157,6 +157,7 @@ fn harness() -> Harness {
                 bytes_per_sec: 0,
                 grace: WITHIN,
             },
+            tunnel_idle_timeout: None,
         },
         counter: Arc::new(AtomicUsize::new(0)),
         deadline,
@@ -211,6 +212,10 @@ impl Harness {
             match ex.run(&mut self.conn, &self.limits, &mut self.st, false) {
                 Progress::Done(done) => return Ok(done),
                 Progress::Failed(f) => return Err(f),
+                Progress::Switched(sw) => panic!("switched: {sw:?}"),
+                Progress::Blocked(w @ Waiting::Both { .. }) => {
+                    panic!("an exchange waited on {w:?}")
+                }
                 Progress::Blocked(Waiting::Client(interest)) => {
                     self.client.pump();
                     let _ = sys::poll_one(self.conn.sock.as_raw_fd(), interest, POLL);
@@ -221,6 +226,26 @@ impl Harness {
                     let be = ex.backend_mut().expect("a backend to wait on");
                     let _ = sys::poll_one(be.sock.as_raw_fd(), interest, POLL);
                 }
+            }
+        }
+    }
+
+    /// Runs `ex` as [`Harness::finish`] does, to the switch a 101 ends it with.
+    fn switch(&mut self, ex: &mut Exchange) -> Switch {
+        loop {
+            self.check_time();
+            match ex.run(&mut self.conn, &self.limits, &mut self.st, false) {
+                Progress::Switched(sw) => return sw,
+                Progress::Blocked(Waiting::Client(interest)) => {
+                    self.client.pump();
+                    let _ = sys::poll_one(self.conn.sock.as_raw_fd(), interest, POLL);
+                }
+                Progress::Blocked(Waiting::Backend(interest)) => {
+                    self.client.pump();
+                    let be = ex.backend_mut().expect("a backend to wait on");
+                    let _ = sys::poll_one(be.sock.as_raw_fd(), interest, POLL);
+                }
+                other => panic!("expected a switch, got {other:?}"),
             }
         }
     }
@@ -542,4 +567,81 @@ fn pipelined_requests_are_answered_in_order_on_one_backend_connection() {
     assert_eq!(seen.len(), 1, "one backend connection: {seen:?}");
     assert_eq!(lines(&seen[0]), ["POST /1 HTTP/1.1", "GET /2 HTTP/1.1"]);
     assert!(seen[0][0].ends_with("\r\n\r\nbody"), "{:?}", seen[0][0]);
+}
+
+/// A WebSocket upgrade request as a client sends it.
+const WS_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: hello.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// An app's 101 to it, with the first bytes of the tunnel behind it.
+const WS_101: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nearly";
+
+#[test]
+fn an_upgrade_request_goes_with_upgrade_and_its_101_switches_with_the_bytes_behind_it() {
+    let (addr, app) = backend(vec![Box::new(|sock: &mut TcpStream| {
+        let seen = vec![read_request(sock)];
+        sock.write_all(WS_101).expect("101");
+        seen
+    })]);
+    let mut h = harness();
+    h.client.send(WS_REQUEST);
+    let req = h.request();
+    let mut ex = h.exchange(req, addr);
+    let sw = h.switch(&mut ex);
+    assert_eq!((sw.status, &sw.from_backend[..]), (101, &b"early"[..]));
+    let head = String::from_utf8_lossy(&sw.head).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.ends_with("Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+        "{head}"
+    );
+    let seen = app.join().expect("backend");
+    let sent = seen[0][0].to_ascii_lowercase();
+    assert!(sent.contains("\r\nupgrade: websocket\r\n"), "{sent}");
+    assert!(sent.contains("\r\nconnection: upgrade\r\n"), "{sent}");
+    assert!(
+        sent.contains("\r\nsec-websocket-key: dghlihnhbxbszsbub25jzq==\r\n"),
+        "{sent}"
+    );
+}
+
+#[test]
+fn a_101_to_a_request_that_asked_for_none_is_a_502() {
+    let (addr, app) = backend(vec![Box::new(|sock: &mut TcpStream| {
+        let seen = vec![read_request(sock)];
+        sock.write_all(WS_101).expect("101");
+        seen
+    })]);
+    let mut h = harness();
+    h.client
+        .send(b"GET /plain HTTP/1.1\r\nHost: hello.localhost\r\n\r\n");
+    let req = h.request();
+    let mut ex = h.exchange(req, addr);
+    match h.finish(&mut ex, &mut |_| {}) {
+        Err(Failure::Answer {
+            error:
+                ProxyError::BackendInvalid {
+                    source: http1::ResponseError::UnexpectedUpgrade,
+                    ..
+                },
+            body_read: true,
+        }) => {}
+        other => panic!("expected a 502 for the stray 101, got {other:?}"),
+    }
+    let seen = app.join().expect("backend");
+    assert!(
+        !seen[0][0].to_ascii_lowercase().contains("upgrade"),
+        "{:?}",
+        seen[0][0]
+    );
+    assert!(
+        h.st.pool.take(addr).is_none(),
+        "a connection that sent a 101 was pooled"
+    );
 }
