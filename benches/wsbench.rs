@@ -80,6 +80,15 @@ enum BenchError {
 impl std::fmt::Display for BenchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // A socket timeout: the peer (or the proxy) stopped moving bytes.
+            BenchError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                write!(f, "stalled: no byte moved for {} s", IO_TIMEOUT.as_secs())
+            }
             BenchError::Io(e) => write!(f, "{e}"),
             BenchError::Protocol(why) => write!(f, "protocol: {why}"),
             BenchError::Usage(why) => write!(f, "usage: {why}"),
