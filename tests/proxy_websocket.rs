@@ -96,6 +96,34 @@ fn an_8_mib_message_echoes_whole() {
     assert!(got[0] == Message::Binary(body), "the echo differs");
 }
 
+// A client that sends each 1 MiB message whole and only then reads its echo
+// (as benches/wsbench does) left the tunnel stalled now and then: a pump that
+// ran out of rounds parked on the client's socket, edge-triggered, with the
+// rest of the message already in it.
+#[test]
+fn regression_whole_1_mib_messages_on_four_tunnels_never_stall() {
+    let backend = WsBackend::echo();
+    let nexus = Nexus::hello(backend.addr());
+    let body = pattern(1 << 20);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (nexus, body) = (&nexus, &body);
+            s.spawn(move || {
+                let mut ws = open(nexus, "/");
+                for i in 0..24 {
+                    ws.send_binary(body)
+                        .unwrap_or_else(|e| panic!("tunnel {t}, message {i}: {e}"));
+                    let got = recv(&mut ws);
+                    assert!(
+                        got == Message::Binary(body.clone()),
+                        "tunnel {t}: echo {i} differs"
+                    );
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn both_sides_sending_at_once_do_not_deadlock() {
     let len = 4 << 20;

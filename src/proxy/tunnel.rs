@@ -161,6 +161,9 @@ impl Tunnel {
         let mut moved = false;
         let mut client_blocked = false;
         let mut backend_blocked = false;
+        // Whether the rounds ran out while bytes were still moving: the
+        // sockets then have not said EAGAIN for what the tunnel waits on.
+        let mut cut_short = true;
         // Bounded: the rounds; each direction stops at a full buffer or EAGAIN.
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
@@ -252,6 +255,7 @@ impl Tunnel {
                 return Pump::Closed;
             }
             if !progress {
+                cut_short = false;
                 break;
             }
         }
@@ -262,16 +266,23 @@ impl Tunnel {
         if self.pending.is_empty() && self.pending.capacity() > 0 {
             self.pending = Vec::new();
         }
-        let client = if client_blocked {
+        // Bytes in hand for a side: wait for room on it. And the registrations
+        // are edge-triggered: after rounds cut short, what the sockets already
+        // hold sends no new event, so the parking re-polls them; else a client
+        // that sent its whole message and waits for the echo would wait forever.
+        let client = if client_blocked || !self.pending.is_empty() {
             Interest::Write
         } else {
             Interest::Read
         };
-        let backend = if backend_blocked {
+        let backend = if backend_blocked || !conn.buf.is_empty() {
             Interest::Write
         } else {
             Interest::Read
         };
+        if cut_short {
+            conn.repoll = true;
+        }
         Pump::Wait {
             waiting: Waiting::Both { client, backend },
             moved,
