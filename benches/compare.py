@@ -9,7 +9,11 @@ limit; this file does the rest with the standard library only:
         answers correctly, drive wrk through every scenario with the targets
         alternating A B C D round after round, sample CPU time and memory from
         /proc, hold 1,000 and 10,000 idle TLS connections, then write a Markdown
-        table, a JSON dump and an SVG chart of the ratios to benches/results/.
+        table, a JSON dump and an SVG chart of the ratios to benches/results/;
+        then the WebSocket scenarios (WS_SCENARIOS) through the same proxies to
+        `wsbench echo-server`, driven by `wsbench load`/`bulk`, and the memory
+        with idle tunnels held by `wsbench hold`: benches/results/websocket.md
+        and websocket.json (`--only ws`: these alone).
   hold  open N keep-alive TLS connections, send one request on each, read the
         answer, print READY and idle until stdin closes (the memory scenarios).
 
@@ -977,7 +981,8 @@ def write_report(ctx, results, memory, tls, resumption, anomalies, outdir):
     workers = min(64, max(2, os.cpu_count() or 2))
     L.append(f"- nexushub: defaults (`workers` = one per core: {workers} here), `access_log` to a file (written by its own thread), "
              "`idle_timeout = 300`, `max_connections = 20000`, `max_connections_per_ip = 20000`; "
-             "one `upstream` app for host `localhost`.")
+             "one `upstream` app for host `localhost` (and one for the WebSocket scenarios' echo app, "
+             f"host `{WS_HOST}`; nginx and HAProxy have a `{WS_PATH}` route to it).")
     L.append(f"- nginx proxy: `worker_processes auto`, `worker_connections {min(20000, nofile() - 200)}`, upstream `keepalive 256`, "
              "`keepalive_requests 1000000` both sides, `proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, "
              "`proxy_buffering off` with `proxy_buffer_size 16k` (the default 4 KiB halves its 1 MiB throughput), "
