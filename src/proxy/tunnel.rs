@@ -39,9 +39,12 @@ use crate::sys::Interest;
 /// is not read past this (each direction's buffer cap).
 pub(crate) const TUNNEL_BUF_BYTES: usize = 64 * 1024;
 
-/// Rounds of one pump: enough to move a few buffers' worth each way before
-/// the worker turns to other connections (the tunnel is parked re-polled).
-const PUMP_ROUNDS: usize = 64;
+/// Rounds of one pump before the worker turns to other connections (the
+/// tunnel is parked re-polled, behind what else is ready). Few: a chatty
+/// tunnel whose peers answer within a round would otherwise keep the worker
+/// for dozens of round trips while the others wait (at 64 rounds, 64 tunnels
+/// of small echoes had a p99 of 19 ms against nginx's 5; at 4, about 5).
+const PUMP_ROUNDS: usize = 4;
 
 /// Where one pump stopped.
 #[derive(Debug)]
