@@ -30,7 +30,7 @@
 //!   deadline sweep.
 //! - [`http1`]: the sans-IO HTTP/1.1 parsing, framing and header rewriting;
 //!   [`host`]: host-name normalisation.
-//! - [`routes`]: the route map and the resolver thread; [`procman`]: the process
+//! - `routes.rs`: the route map and the resolver thread; [`procman`]: the process
 //!   manager (children, health checks, restarts, reloads, the watchdog).
 //! - `error.rs` (crate-private): errors and the one function that turns them
 //!   into statuses; `access_log.rs`: one line per request; [`logger`]: the
@@ -49,7 +49,6 @@ pub mod host;
 pub mod http1;
 pub mod logger;
 pub mod procman;
-pub mod routes;
 pub mod server;
 pub mod sys;
 pub mod time;
@@ -63,3 +62,4 @@ mod error;
 mod escape;
 mod log_sink;
 mod proxy;
+mod routes;

@@ -179,11 +179,6 @@ impl RouteMap {
     pub fn len(&self) -> usize {
         self.hosts.len()
     }
-
-    /// True when no host is routed.
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
-    }
 }
 
 /// Orders instances for routing: healthy beats anything, then newer generations.

@@ -589,3 +589,176 @@ fn a_client_that_does_not_read_slows_the_app_and_memory_stays_bounded() {
         "the message differs"
     );
 }
+
+// ---- tunnels across reloads ----
+
+/// How long a test waits for a reload or a process's stop it caused.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An app process for the reload tests: a TCP relay on `$PORT` to the
+/// WebSocket backend whose port is its argument, so that the tunnel passes
+/// through a real child process nexushub replaces (the WebSocket peer itself
+/// stays in the test).
+const RELAY_PY: &str = r#"
+import os, socket, sys, threading
+target = ("127.0.0.1", int(sys.argv[1]))
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(os.environ["PORT"])))
+srv.listen(64)
+def pipe(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+while True:
+    client, _ = srv.accept()
+    try:
+        upstream = socket.create_connection(target)
+    except OSError:
+        client.close()
+        continue
+    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+"#;
+
+/// The config of the reload tests: app `relay` (for `HELLO`) run as the relay
+/// to `backend`, in generation `version` (a changed `env` replaces it).
+fn relay_conf(script: &std::path::Path, backend: &WsBackend, version: u32) -> Conf {
+    Conf::new()
+        .command_app(
+            "relay",
+            HELLO,
+            &format!(
+                "exec python3 {} {}",
+                script.display(),
+                backend.addr().port()
+            ),
+        )
+        .app_key("env", &format!("VERSION={version}"))
+}
+
+/// The pid in the log's first `app relay: started pid PID on port P` line.
+fn first_relay_pid(nexus: &Nexus) -> u32 {
+    let line = nexus.wait_log("app relay: started pid ", RELOAD_TIMEOUT);
+    let rest = &line[line.find("started pid ").unwrap_or(0) + "started pid ".len()..];
+    rest.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
+fn echo_once(ws: &mut WebSocket<TlsStream>, text: &str) {
+    ws.send_text(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recv(ws), Message::text(text));
+}
+
+#[test]
+fn a_tunnel_is_untouched_by_a_reload_that_adds_an_app() {
+    let backend = WsBackend::echo();
+    let other = Backend::ok("other");
+    let conf = Conf::new().app("hello", HELLO, backend.addr());
+    let nexus = Nexus::start(&conf);
+    let mut ws = open(&nexus, "/live");
+    echo_once(&mut ws, "before");
+    nexus.write_config(&conf.clone().app("other", "other.localhost", other.addr()));
+    let mark = nexus.log_mark();
+    nexus.sighup();
+    nexus.wait_log_after(
+        mark,
+        "reload: 1 added, 0 changed, 1 unchanged, 0 removed",
+        RELOAD_TIMEOUT,
+    );
+    echo_once(&mut ws, "after");
+    assert!(
+        ws.close(1000, "done")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some(),
+        "the app answers the close"
+    );
+}
+
+#[test]
+fn a_tunnel_to_a_replaced_app_keeps_its_old_process_until_it_closes() {
+    let backend = WsBackend::echo();
+    let dir = crate::support::TestDir::new("relay");
+    let script = dir.write("relay.py", RELAY_PY);
+    let nexus = Nexus::start(&relay_conf(&script, &backend, 1));
+    let old_pid = first_relay_pid(&nexus);
+    let mut ws = open(&nexus, "/live");
+    echo_once(&mut ws, "generation 1");
+    nexus.write_config(&relay_conf(&script, &backend, 2));
+    let mark = nexus.log_mark();
+    nexus.sighup();
+    let (healthy_at, _) = nexus.wait_log_after(
+        mark,
+        "app relay: generation 2 is healthy; draining generation 1",
+        RELOAD_TIMEOUT,
+    );
+    // The drain delay is 1 s; well past it, the old process still carries the
+    // tunnel, and the tunnel still works.
+    let stopped = format!("app relay: stopped pid {old_pid} (");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(
+            !nexus.lines()[healthy_at..]
+                .iter()
+                .any(|l| l.contains(&stopped)),
+            "the old process was stopped under an open tunnel\n{}",
+            nexus.dump()
+        );
+        echo_once(&mut ws, "still generation 1");
+    }
+    // New tunnels go to the new generation meanwhile.
+    let mut fresh = open(&nexus, "/fresh");
+    echo_once(&mut fresh, "generation 2");
+    // The last tunnel to the old process closes (the close handshake, then
+    // the client's end, as a browser's): it is stopped right after.
+    let closed = Instant::now();
+    ws.close(1000, "done").unwrap_or_else(|e| panic!("{e}"));
+    drop(ws);
+    nexus.wait_log_after(healthy_at, &stopped, RELOAD_TIMEOUT);
+    assert!(
+        closed.elapsed() < Duration::from_secs(3),
+        "stopped {:?} after its last tunnel closed",
+        closed.elapsed()
+    );
+    echo_once(&mut fresh, "generation 2 goes on");
+}
+
+#[test]
+fn a_tunnel_past_tunnel_drain_timeout_is_cut_when_its_old_process_stops() {
+    let backend = WsBackend::echo();
+    let dir = crate::support::TestDir::new("relay");
+    let script = dir.write("relay.py", RELAY_PY);
+    let conf = |version| relay_conf(&script, &backend, version).set("tunnel_drain_timeout", "1");
+    let nexus = Nexus::start(&conf(1));
+    let old_pid = first_relay_pid(&nexus);
+    let mut ws = open(&nexus, "/live");
+    echo_once(&mut ws, "generation 1");
+    nexus.write_config(&conf(2));
+    let mark = nexus.log_mark();
+    nexus.sighup();
+    let (healthy_at, _) = nexus.wait_log_after(
+        mark,
+        "app relay: generation 2 is healthy; draining generation 1",
+        RELOAD_TIMEOUT,
+    );
+    nexus.wait_log_after(
+        healthy_at,
+        &format!("app relay: stopped pid {old_pid} ("),
+        RELOAD_TIMEOUT,
+    );
+    // Its process gone, the tunnel through it ends: the client sees the end.
+    ws.set_read_timeout(RELOAD_TIMEOUT);
+    let end = ws.recv();
+    assert!(matches!(end, Err(_) | Ok(Message::Close(_))), "{end:?}");
+}

@@ -1,6 +1,6 @@
 //! The process manager: runs the `command` apps, health-checks every app, keeps
 //! them alive, follows config reloads, stops them all at shutdown, and publishes
-//! a [`Snapshot`] of its instances whenever one changes (the resolver thread
+//! a snapshot of its instances (`routes::Snapshot`) whenever one changes (the resolver thread
 //! turns it into the route map).
 //!
 //! # Shape

@@ -173,7 +173,7 @@ pub(crate) struct ParkSet<T> {
     epoll: Epoll,
     // Boxed: a connection is about 1.3 KiB (most of it rustls state), and it
     // moves between the acceptor, this table and the workers on every request;
-    // a box makes each move a pointer's (measured: 1 to 6% more requests/s).
+    // a box makes each move a pointer's (docs/performance.md has the figure).
     shards: Vec<Mutex<HashMap<u64, Entry<T>>>>,
     next_token: AtomicU64,
     parked: AtomicUsize,

@@ -331,9 +331,9 @@ pub(crate) fn serve(mut s: Box<Session>, sh: &Shared, st: &mut Scratch) {
                 // in `buf`), and a request that came since has sent the
                 // connection's socket an event that finds it busy, which makes
                 // the parking re-poll it (`park.rs`): parking without a read
-                // loses nothing. (Waiting here a moment for the next request was
-                // measured too: it left a core idle while the worker slept on
-                // one connection.)
+                // loses nothing. (Waiting here a moment for the next request
+                // would leave a core idle while the worker slept on one
+                // connection.)
                 if drained {
                     drained = false;
                     if s.conn.buf.is_empty()

@@ -26,8 +26,8 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// worker never waits on a client, a backend or a file, so it is busy whenever
 /// it runs; more of them than cores only take turns on the same cores, and all
 /// wait on one epoll set, where each event wakes the one asleep longest
-/// (cache-cold): measured on 2 cores, 64 workers served 0.56 to 0.84 times
-/// the requests/s of 2, at 1.4 to 2.2 times the CPU per request.
+/// (cache-cold): more cost throughput and CPU (docs/performance.md, "Workers
+/// above the core count").
 pub(crate) fn useful_workers() -> usize {
     let cores = thread::available_parallelism().map_or(usize::MAX, |n| n.get());
     cores.max(crate::config::DEFAULT_WORKERS_RANGE.0)
