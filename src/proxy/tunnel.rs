@@ -42,8 +42,8 @@ pub(crate) const TUNNEL_BUF_BYTES: usize = 64 * 1024;
 /// Rounds of one pump before the worker turns to other connections (the
 /// tunnel is parked re-polled, behind what else is ready). Few: a chatty
 /// tunnel whose peers answer within a round would otherwise keep the worker
-/// for dozens of round trips while the others wait (at 64 rounds, 64 tunnels
-/// of small echoes had a p99 of 19 ms against nginx's 5; at 4, about 5).
+/// for dozens of round trips while the others wait (the small-echo tail in
+/// docs/performance.md, "WebSocket").
 const PUMP_ROUNDS: usize = 4;
 
 /// Where one pump stopped.
