@@ -690,7 +690,10 @@ fn a_cycle_through_inline_paths_fails() {
         &tree_of(&[
             ("lib.rs", "mod a;\nmod b;\nmod c;\n"),
             ("a.rs", "fn f() { crate::b::g(); }\n"),
-            ("b.rs", "fn g() -> super::c::C { super::c::C(Vec::new()) }\n"),
+            (
+                "b.rs",
+                "fn g() -> super::c::C { super::c::C(Vec::new()) }\n",
+            ),
             ("c.rs", "struct C(Vec<crate::a::A>);\n"),
         ]),
         &[],
