@@ -285,12 +285,17 @@ fn tunnel_idle_timeout_closes_a_silent_tunnel() {
 fn an_app_refusing_the_upgrade_answers_as_usual() {
     let backend = WsBackend::start(Behaviour::Refuse);
     let nexus = Nexus::hello(backend.addr());
+    assert_eq!(refused_upgrade_status(&nexus), 403);
+}
+
+/// The status of an upgrade through `nexus` that must not open a tunnel.
+fn refused_upgrade_status(nexus: &Nexus) -> u16 {
     let stream = nexus.client(HELLO).into_stream();
     match Upgrade::new(HELLO, "/").connect(stream) {
         Err(WsError::Handshake {
             head: Some(head), ..
-        }) => assert_eq!(head.status, 403),
-        other => panic!("expected a 403, got {:?}", other.map(|(_, h)| h)),
+        }) => head.status,
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, h)| h)),
     }
 }
 
@@ -307,13 +312,7 @@ fn a_101_nobody_asked_for_is_a_502() {
 fn a_101_to_another_protocol_is_a_502() {
     let backend = WsBackend::start(Behaviour::OtherProtocol);
     let nexus = Nexus::hello(backend.addr());
-    let stream = nexus.client(HELLO).into_stream();
-    match Upgrade::new(HELLO, "/").connect(stream) {
-        Err(WsError::Handshake {
-            head: Some(head), ..
-        }) => assert_eq!(head.status, 502),
-        other => panic!("expected a 502, got {:?}", other.map(|(_, h)| h)),
-    }
+    assert_eq!(refused_upgrade_status(&nexus), 502);
 }
 
 #[test]
